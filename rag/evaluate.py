@@ -1,0 +1,140 @@
+"""Retrieval quality: recall@k, MRR@10 and nDCG@10 from plain dicts, whatever cut the passages.
+
+The question file is JSONL, one question a line:
+    {"id": "q1", "question": "...", "lang": "zh" | "en", "answers": ["exact text", ...]}
+A passage is relevant when its text contains one of the answers, whitespace ignored. Questions with
+no answers are out-of-corpus; they are counted apart and never enter the averages.
+
+recall@k here is the share of questions with at least one relevant passage in the top k (the
+"answering passage is found" rate); with one relevant passage per question it is plain recall.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rag.errors import RagError
+from rag.retrieve import Retriever
+
+CUTOFFS = (1, 5, 10)
+_SPACE = re.compile(r"\s+")
+
+
+class Question(NamedTuple):
+    id: str
+    question: str
+    lang: str
+    answers: tuple[str, ...]
+
+
+def squash(text: str) -> str:
+    return _SPACE.sub("", text)
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read and check a question file; a bad line is reported with its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RagError(f"cannot read question file {path}: {exc}") from exc
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            questions.append(Question(str(row["id"]), str(row["question"]), str(row.get("lang", "zh")), tuple(row.get("answers", []))))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RagError(f"{path}:{number}: expected {{\"id\", \"question\", \"lang\", \"answers\"}} ({exc})") from exc
+    if not questions:
+        raise RagError(f"{path} holds no questions")
+    return questions
+
+
+# --- metrics: pure functions ---------------------------------------------------------------------
+
+
+def recall_at(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    return 1.0 if any(pid in relevant for pid in ranked[:k]) else 0.0
+
+
+def mrr_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    for rank, pid in enumerate(ranked[:k], start=1):
+        if pid in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    """Binary-gain nDCG; the ideal ranking puts every relevant passage first."""
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, pid in enumerate(ranked[:k], start=1) if pid in relevant)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(relevant), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def score(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], ids: Iterable[str], k: int = 10) -> dict[str, float]:
+    """Mean metrics over the given question ids (each must have relevant passages)."""
+    ids = list(ids)
+    if not ids:
+        return {"questions": 0}
+    out: dict[str, float] = {"questions": len(ids)}
+    for cutoff in CUTOFFS:
+        if cutoff <= k:
+            out[f"recall@{cutoff}"] = _mean(recall_at(rankings[q], relevant[q], cutoff) for q in ids)
+    out["mrr@10"] = _mean(mrr_at(rankings[q], relevant[q], min(10, k)) for q in ids)
+    out["ndcg@10"] = _mean(ndcg_at(rankings[q], relevant[q], min(10, k)) for q in ids)
+    return out
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return round(sum(items) / len(items), 4) if items else 0.0
+
+
+# --- running an evaluation -----------------------------------------------------------------------
+
+
+def relevant_passages(answers: Sequence[str], passage_texts: Sequence[str]) -> set[str]:
+    """Passage ids (as strings) whose text holds one of the answers, whitespace ignored."""
+    wanted = [squash(a) for a in answers if squash(a)]
+    return {str(i) for i, text in enumerate(passage_texts) if any(a in text for a in wanted)}
+
+
+def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10) -> dict[str, Any]:
+    index = retriever.index
+    texts = [squash(p.text) for p in index.passages]
+    position = {id(p): str(i) for i, p in enumerate(index.passages)}
+    relevant = {q.id: relevant_passages(q.answers, texts) for q in questions}
+    rankings = {q.id: [position[id(h.passage)] for h in retriever.search(q.question, k)] for q in questions}
+    answerable = [q for q in questions if q.answers]
+    missing = [q.id for q in answerable if not relevant[q.id]]
+    report: dict[str, Any] = {"overall": score(rankings, relevant, (q.id for q in answerable if relevant[q.id]), k)}
+    for lang in sorted({q.lang for q in questions}):
+        report[lang] = score(rankings, relevant, (q.id for q in answerable if q.lang == lang and relevant[q.id]), k)
+    report["unanswerable"] = {"questions": len(questions) - len(answerable)}
+    if missing:
+        report["answer_not_in_any_passage"] = missing
+    report["misses@5"] = [q.id for q in answerable if relevant[q.id] and not recall_at(rankings[q.id], relevant[q.id], 5)]
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A fixed-width table of the metrics, one row per group."""
+    columns = ["questions", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    lines = [f"{'set':<14}" + "".join(f"{c:>11}" for c in columns)]
+    for name, metrics in report.items():
+        if not isinstance(metrics, dict) or name == "unanswerable":
+            continue
+        cells = "".join(f"{metrics[c]:>11}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>11.3f}" for c in columns)
+        lines.append(f"{name:<14}{cells}")
+    un = report.get("unanswerable", {})
+    if un.get("questions"):
+        lines.append(f"unanswerable: {un['questions']} questions" + "".join(f", {k} {v}" for k, v in un.items() if k != "questions"))
+    if report.get("answer_not_in_any_passage"):
+        lines.append(f"answers found in no passage: {', '.join(report['answer_not_in_any_passage'])}")
+    return "\n".join(lines)

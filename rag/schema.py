@@ -1,0 +1,84 @@
+"""The search request and answer, shared by the HTTP API and `rag ask --json`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from rag.retrieve import Hit
+
+MAX_QUESTION_CHARS = 2000
+MAX_TOP_K = 50
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="Free-text question in Chinese or English.", examples=["外国人可以用支付宝激活医保电子凭证吗?"])
+    top_k: StrictInt = Field(5, ge=1, le=MAX_TOP_K, description="How many passages to return (1-50).")
+
+    @field_validator("question")
+    @classmethod
+    def _question_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        if len(value) > MAX_QUESTION_CHARS:
+            raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
+        return value
+
+
+class Citation(BaseModel):
+    document: str = Field(description="Path of the source file, relative to the corpus folder.")
+    title: str
+    section: list[str] = Field(description="Document title > heading > sub-heading.")
+    start: int = Field(description="Offset of the first character in the document's text.")
+    end: int = Field(description="Offset after the last character: text == document[start:end].")
+    line_start: int
+    line_end: int
+
+
+class PassageOut(BaseModel):
+    rank: int
+    score: float
+    text: str
+    citation: Citation
+
+
+class SearchResponse(BaseModel):
+    question: str
+    took_ms: float
+    passages: list[PassageOut]
+
+
+def to_response(question: str, hits: list[Hit], took_ms: float) -> SearchResponse:
+    return SearchResponse(
+        question=question,
+        took_ms=round(took_ms, 3),
+        passages=[
+            PassageOut(
+                rank=h.rank,
+                score=round(h.score, 6),
+                text=h.passage.text,
+                citation=Citation(
+                    document=h.passage.doc_id,
+                    title=h.passage.title,
+                    section=list(h.passage.section),
+                    start=h.passage.start,
+                    end=h.passage.end,
+                    line_start=h.passage.line_start,
+                    line_end=h.passage.line_end,
+                ),
+            )
+            for h in hits
+        ],
+    )
+
+
+def format_validation_error(errors: list[dict[str, object]]) -> str:
+    """`field: problem` for each error, e.g. `top_k: Input should be less than or equal to 50`."""
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]  # type: ignore[union-attr]
+        field = ".".join(loc) or "body"
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,49 @@
+"""Keyword tokens for BM25: jieba search-mode words for Chinese, lower-cased words for Latin text."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+# Function words that match everywhere and only add noise to BM25.
+STOPWORDS = frozenset(
+    "的 了 和 与 及 或 是 在 有 等 也 就 都 而 及其 以及 之 其 把 被 对 从 向 为 以 于 上 下 中 "
+    "吗 呢 吧 啊 么 我 你 他 她 它 我们 你们 他们 这 那 这个 那个 什么 怎么 如何 可以 能 会 要 "
+    "a an the of to in on at for by with from and or is are was were be been can could do does did "
+    "i you he she it we they my your our their me him her us them this that these those what how "
+    "which who whom when where why if than then there here as into about will would should may "
+    "s t not no so any some".split()
+)
+_WORDISH = re.compile(r"\w", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> jieba.Tokenizer:
+    """One private jieba instance, so a domain dictionary never leaks into other users of jieba."""
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def add_words(words: Iterable[str]) -> None:
+    """Teach the segmenter domain terms (e.g. 医保电子凭证) so they stay whole tokens."""
+    tk = _jieba()
+    for word in words:
+        if word.strip():
+            tk.add_word(word.strip(), freq=None)
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-mode segmentation: long words plus their sub-words, so 医保电子凭证 also matches 医保."""
+    tokens = []
+    for token in _jieba().cut_for_search(text):
+        token = token.strip().lower()
+        if token and _WORDISH.search(token) and token not in STOPWORDS:
+            tokens.append(token)
+    return tokens

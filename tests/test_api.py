@@ -1,0 +1,144 @@
+"""End to end: `rag serve` as a real process on 127.0.0.1, queried over HTTP with httpx."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import Settings
+from rag.retrieve import Retriever
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(retriever: Retriever, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A real server over the session's index (built by the retriever fixture)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not start: {log.read_text()}")
+            time.sleep(0.3)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _documents(settings: Settings) -> dict[str, str]:
+    return {p.name: p.read_bytes().decode("utf-8") for p in Path(settings.corpus_dir).glob("*.txt")}
+
+
+def test_health(server: httpx.Client, retriever: Retriever) -> None:
+    body = server.get("/health").json()
+    assert body == {"status": "ok", "passages": len(retriever.index.passages), "model": retriever.settings.model}
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Can a foreigner activate it through Alipay?", "支付宝渠道目前仅支持港澳台同胞激活医保电子凭证"),
+        ("外国人可以用哪些证件绑定医保电子凭证", "外国人可以使用护照、外国人永久居留证等证件进行绑定"),
+        ("How many people can bind one person's e-voucher?", "最多被6个人绑定"),
+        ("电子医保卡和实体卡有什么区别", "电子医保卡:是虚拟的电子凭证"),
+    ],
+)
+def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client, settings: Settings, question: str, expected: str) -> None:
+    response = server.post("/search", json={"question": question, "top_k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["question"] == question and body["took_ms"] > 0
+    assert [p["rank"] for p in body["passages"]] == [1, 2, 3, 4, 5]
+    docs = _documents(settings)
+    for p in body["passages"]:
+        c = p["citation"]
+        assert docs[c["document"]][c["start"] : c["end"]] == p["text"]
+        assert c["line_start"] == docs[c["document"]].count("\n", 0, c["start"]) + 1
+        assert c["section"][0] == c["title"]
+    assert any(expected in p["text"] for p in body["passages"])
+
+
+def test_get_search_gives_the_same_answer(server: httpx.Client) -> None:
+    question = "外国人能用支付宝激活医保电子凭证吗"
+    got = server.get("/search", params={"q": question, "top_k": 3}).json()
+    posted = server.post("/search", json={"question": question, "top_k": 3}).json()
+    assert [p["citation"] for p in got["passages"]] == [p["citation"] for p in posted["passages"]]
+    assert len(got["passages"]) == 3
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"question": ""}, "question"),
+        ({"question": "   \n\t "}, "question"),
+        ({"question": "x" * 2001}, "question"),
+        ({"question": "ok", "top_k": 0}, "top_k"),
+        ({"question": "ok", "top_k": 51}, "top_k"),
+        ({"question": "ok", "top_k": "five"}, "top_k"),
+        ({"question": "ok", "top_k": 2.5}, "top_k"),
+        ({"question": "ok", "top_k": True}, "top_k"),
+        ({"question": 42}, "question"),
+        ({"question": None}, "question"),
+        ({"question": ["a"]}, "question"),
+        ({}, "question"),
+        ({"question": "ok", "extra": 1}, "extra"),
+    ],
+)
+def test_bad_post_input_is_a_422_naming_the_field(server: httpx.Client, payload: dict, field: str) -> None:
+    response = server.post("/search", json=payload)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(field)
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b'"question"', b"\xff\xfe"])
+def test_malformed_body_is_a_422(server: httpx.Client, body: bytes) -> None:
+    response = server.post("/search", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [({"q": ""}, "q"), ({"q": "  "}, "q"), ({}, "q"), ({"q": "ok", "top_k": "x"}, "top_k"), ({"q": "ok", "top_k": 99}, "top_k"), ({"q": "x" * 2001}, "q")],
+)
+def test_bad_get_input_is_a_422_naming_the_field(server: httpx.Client, params: dict, field: str) -> None:
+    response = server.get("/search", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(field)
+
+
+def test_the_search_page_and_openapi_are_served(server: httpx.Client) -> None:
+    assert "<form" in server.get("/").text
+    spec = server.get("/openapi.json").json()
+    assert "/search" in spec["paths"] and "/health" in spec["paths"]

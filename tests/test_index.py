@@ -1,0 +1,139 @@
+"""Index build, manifest checks, atomic switch and clear errors for broken indexes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import Settings
+from rag.encoders import Encoder
+from rag.errors import CorpusError, IndexInvalidError, IndexMissingError
+from rag.index import FORMAT_VERSION, build_index, current_version, load_index
+from rag.retrieve import Retriever
+
+
+def test_manifest_says_how_the_index_was_built(retriever: Retriever, settings: Settings) -> None:
+    manifest = retriever.index.manifest
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"] == {"name": settings.model, "dim": 384}
+    assert set(manifest["corpus"]["files"]) == {"foreigner-e-voucher.txt", "family-e-medical-card.txt"}
+    assert all(len(h) == 64 for h in manifest["corpus"]["files"].values())
+    assert manifest["passages"] == len(retriever.index.passages) == retriever.index.dense.ntotal
+    assert {"faiss-cpu", "jieba", "sentence-transformers", "python"} <= set(manifest["versions"])
+
+
+def test_every_indexed_passage_is_an_exact_citation(retriever: Retriever, settings: Settings) -> None:
+    texts = {p.name: p.read_bytes().decode("utf-8") for p in settings.corpus_dir.glob("*.txt")}
+    for p in retriever.index.passages:
+        assert texts[p.doc_id][p.start : p.end] == p.text
+
+
+def test_vectors_are_normalised(retriever: Retriever) -> None:
+    norms = np.linalg.norm(retriever.index.embeddings, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-4)
+
+
+def _copy_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return replace(settings, index_dir=tmp_path / "index")
+
+
+def _small_corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.txt").write_text("办理指南\n外国人可以用护照办理医保电子凭证。\n", encoding="utf-8")
+    (corpus / "sub" / "b.md").write_text("# Guide\n\nThe e-voucher shows a QR code at the pharmacy.\n", encoding="utf-8")
+    (corpus / "bad.txt").write_bytes(b"\xff\xfe not utf-8 \x80")
+    (corpus / "ignored.pdf").write_bytes(b"%PDF")
+    return corpus
+
+
+def test_small_corpus_reads_txt_and_md_recursively_and_skips_bad_files(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    report = build_index(s, encoder, progress=False)
+    assert report.documents == 2
+    assert report.skipped == [("bad.txt", report.skipped[0][1])] and "UTF-8" in report.skipped[0][1]
+    index = load_index(s)
+    assert {p.doc_id for p in index.passages} == {"a.txt", "sub/b.md"}
+    hits = Retriever(s, encoder, index).search("QR code pharmacy", 1)
+    assert hits[0].passage.doc_id == "sub/b.md"
+
+
+def test_missing_index_says_to_run_rag_index(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="rag index"):
+        load_index(_copy_settings(settings, tmp_path))
+
+
+def test_index_from_another_model_is_refused(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    build_index(s, encoder, progress=False)
+    with pytest.raises(IndexInvalidError, match=r"other-model.*rag index"):
+        load_index(replace(s, model="other-model"))
+
+
+@pytest.mark.parametrize("victim", ["dense.faiss", "manifest.json", "passages.jsonl", "embeddings.npy"])
+def test_corrupt_file_gives_a_clear_error(settings: Settings, encoder: Encoder, tmp_path: Path, victim: str) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    build_index(s, encoder, progress=False)
+    path = current_version(s.index_dir)
+    assert path is not None
+    (path / victim).write_bytes(b"garbage")
+    with pytest.raises(IndexInvalidError, match="rag index"):
+        load_index(s)
+
+
+def test_wrong_format_version_is_refused(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    build_index(s, encoder, progress=False)
+    path = current_version(s.index_dir)
+    assert path is not None
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexInvalidError, match="format"):
+        load_index(s)
+
+
+class ExplodingEncoder:
+    """A real encoder that fails half-way, to prove a failed build leaves the old index live."""
+
+    def __init__(self, inner: Encoder):
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        raise RuntimeError("disk on fire")
+
+
+def test_failed_rebuild_keeps_the_last_good_index(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    build_index(s, encoder, progress=False)
+    before = current_version(s.index_dir)
+    (s.corpus_dir / "c.txt").write_text("新文档。\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        build_index(s, ExplodingEncoder(encoder), progress=False)
+    assert current_version(s.index_dir) == before
+    assert len(load_index(s).passages) == 2
+    assert not list(s.index_dir.glob(".tmp-*"))
+
+
+def test_rebuild_switches_version_and_keeps_one_previous(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    for _ in range(3):
+        build_index(s, encoder, progress=False)
+    versions = sorted(p.name for p in s.index_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
+    assert len(versions) == 2
+    assert current_version(s.index_dir) == s.index_dir / versions[-1]
+
+
+def test_empty_corpus_is_a_clear_error(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no readable"):
+        build_index(replace(settings, corpus_dir=tmp_path / "empty", index_dir=tmp_path / "index"), encoder, progress=False)
+    with pytest.raises(CorpusError, match="does not exist"):
+        build_index(replace(settings, corpus_dir=tmp_path / "nope", index_dir=tmp_path / "index"), encoder, progress=False)

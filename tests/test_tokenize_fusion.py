@@ -1,0 +1,39 @@
+"""Keyword tokens and rank fusion: small pure pieces, checked on their own."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rag.fusion import Ranking, rrf
+from rag.tokenize import tokenize
+
+
+def test_chinese_is_segmented_in_search_mode() -> None:
+    tokens = tokenize("外国人可以通过支付宝激活医保电子凭证吗?")
+    assert {"外国人", "支付宝", "激活", "医保"} <= set(tokens)
+    assert "吗" not in tokens and "?" not in tokens
+
+
+def test_latin_words_are_lower_cased_and_stopwords_dropped() -> None:
+    assert tokenize("Can a foreigner activate it through Alipay?") == ["foreigner", "activate", "through", "alipay"]
+
+
+def test_mixed_language_question() -> None:
+    tokens = tokenize("医保 e-voucher 怎么激活")
+    assert "医保" in tokens and "voucher" in tokens and "激活" in tokens
+
+
+def test_rrf_rewards_agreement_and_is_deterministic() -> None:
+    a = Ranking(np.array([1, 2, 3]), np.array([0.9, 0.8, 0.7]))
+    b = Ranking(np.array([3, 1, 4]), np.array([5.0, 4.0, 3.0]))
+    fused = rrf([a, b], k=60)
+    assert fused.ids.tolist()[:2] == [1, 3]
+    assert fused.ids.tolist() == rrf([a, b], k=60).ids.tolist()
+    assert set(fused.ids.tolist()) == {1, 2, 3, 4}
+
+
+def test_rrf_weights_and_empty_rankings() -> None:
+    a = Ranking(np.array([1]), np.array([1.0]))
+    b = Ranking(np.array([2]), np.array([1.0]))
+    assert rrf([a, b], weights=[1.0, 2.0]).ids.tolist() == [2, 1]
+    assert rrf([]).ids.size == 0
