@@ -30,7 +30,7 @@ def create_app(retriever: Retriever) -> FastAPI:
         errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
         for err in errors:
             if err.get("type") == "json_invalid":
-                err["loc"], err["msg"] = ("body",), "malformed JSON; send an object like {\"question\": \"...\", \"top_k\": 5}"
+                err["loc"], err["msg"] = ("body",), 'malformed JSON; send an object like {"question": "...", "top_k": 5}'
         return _error(errors)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -72,9 +72,7 @@ def looks_like_heading(text: str) -> bool:
     """A short line without sentence punctuation that is not a list item."""
     if len(text) > MAX_HEADING_CHARS or LIST_ITEM.match(text):
         return False
-    if text[-1] in CLOSING_PUNCT or any(ch in text for ch in SENTENCE_PUNCT):
-        return False
-    return True
+    return not (text[-1] in CLOSING_PUNCT or any(ch in text for ch in SENTENCE_PUNCT))
 
 
 def classify(lines: Sequence[Line]) -> list[Line]:
@@ -93,7 +91,7 @@ def classify(lines: Sequence[Line]) -> list[Line]:
     for i in range(len(lines)):
         if kinds[i] == "heading" and _next_meaningful(kinds, i) is None:
             kinds[i] = "content"
-    return [line._replace(kind=kind) for line, kind in zip(lines, kinds)]
+    return [line._replace(kind=kind) for line, kind in zip(lines, kinds, strict=True)]
 
 
 def _next_meaningful(kinds: Sequence[str], i: int) -> int | None:
@@ -169,9 +167,7 @@ def sections(lines: Sequence[Line], title_index: int | None) -> Iterator[Section
             text = md.group(2)
         elif related:
             level = 2
-        elif ARTICLE_HEADING.search(text) or (
-            nxt is not None and kinds[nxt] == "content" and ARTICLE_INTRO.search(lines[nxt].text)
-        ):
+        elif ARTICLE_HEADING.search(text) or (nxt is not None and kinds[nxt] == "content" and ARTICLE_INTRO.search(lines[nxt].text)):
             level = parent_level = 1
             in_article = True
         elif nxt is not None and kinds[nxt] == "heading":

@@ -37,29 +37,51 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="rag", description="Bilingual (Chinese/English) retrieval with exact citations.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="rag",
+        description="Bilingual (Chinese/English) retrieval with exact citations.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def locations(p: argparse.ArgumentParser) -> None:
         p.add_argument("--corpus", type=Path, metavar="DIR", help="corpus folder (default: ./corpus or RAG_CORPUS_DIR)")
         p.add_argument("--index", type=Path, metavar="DIR", help="index folder (default: ./index or RAG_INDEX_DIR)")
 
-    p = sub.add_parser("index", help="build the index from the corpus", description="Chunk, embed and index every .txt/.md file of the corpus, then switch to the new index atomically.")
+    p = sub.add_parser(
+        "index",
+        help="build the index from the corpus",
+        description="Chunk, embed and index every .txt/.md file of the corpus, then switch to the new index atomically.",
+    )
     locations(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("ask", help="ask one question", description="Print the passages that best answer QUESTION, with citations. Builds the index first if there is none.")
+    p = sub.add_parser(
+        "ask",
+        help="ask one question",
+        description="Print the passages that best answer QUESTION, with citations. Builds the index first if there is none.",
+    )
     p.add_argument("question", help="the question, in Chinese or English")
     p.add_argument("-k", "--top-k", type=int, default=5, metavar="N", help="passages to return, 1-50 (default 5)")
     p.add_argument("--json", action="store_true", help="print the same JSON answer as POST /search")
     locations(p)
 
-    p = sub.add_parser("serve", help="run the HTTP API", description="Serve the HTTP API (OpenAPI docs at /docs, a search page at /). Builds the index first if there is none.")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Serve the HTTP API (OpenAPI docs at /docs, a search page at /). Builds the index first if there is none.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     locations(p)
 
-    p = sub.add_parser("eval", help="measure retrieval quality", description="Evaluate on a question file (JSONL: id, question, lang, answers) and print recall@1/5/10, MRR@10 and nDCG@10, overall and per language.")
+    p = sub.add_parser(
+        "eval",
+        help="measure retrieval quality",
+        description="Evaluate on a question file (JSONL: id, question, lang, answers) and print "
+        "recall@1/5/10, MRR@10 and nDCG@10, overall and per language.",
+    )
     p.add_argument("file", type=Path, help="questions JSONL file")
     p.add_argument("-k", type=int, default=10, metavar="N", help="depth of the ranking to score (default 10)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -82,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.encoders import load_encoder
+    from rag.encoders import load_encoders
     from rag.index import build_index
 
-    report = build_index(settings, load_encoder(settings, progress=not args.quiet), progress=not args.quiet)
+    report = build_index(settings, load_encoders(settings, progress=not args.quiet), progress=not args.quiet)
     skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""
     print(f"indexed {report.documents} documents into {report.passages} passages{skipped} in {report.seconds:.1f} s -> {report.path}")
     return 0
@@ -93,21 +115,21 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def open_retriever(settings: Settings, build_if_missing: bool = True) -> Retriever:
     """Encoder plus live index; builds the index first when none exists yet."""
-    from rag.encoders import load_encoder
+    from rag.encoders import load_encoders
     from rag.index import build_index, load_index
     from rag.retrieve import Retriever
 
-    encoder = load_encoder(settings)
+    encoders = load_encoders(settings)
     try:
         index = load_index(settings)
     except IndexMissingError:
         if not build_if_missing:
             raise
         print(f"no index in {settings.index_dir} yet; building it from {settings.corpus_dir} ...", file=sys.stderr)
-        report = build_index(settings, encoder)
+        report = build_index(settings, encoders)
         print(f"indexed {report.documents} documents into {report.passages} passages", file=sys.stderr)
         index = load_index(settings)
-    return Retriever(settings, encoder, index)
+    return Retriever(settings, encoders, index)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

@@ -30,12 +30,26 @@ class Settings:
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
     batch_size: int = 32
+    # A second, cheap cross-lingual encoder; "" turns it off. Strong for English questions.
+    second_model: str = "use-multilingual"
     # Chunking: passages are packed from whole sentences up to max_chars.
     max_chars: int = 300
     min_chars: int = 60
-    # Retrieval: each signal's candidate depth, and the reciprocal-rank-fusion constant.
+    # Retrieval: each signal's candidate depth, how rankings are fused ("zscore" or "rrf"), and the
+    # per-language weights of (dense, second dense, keyword); measured in docs/quality.md.
     candidates: int = 100
+    fusion: str = "zscore"
     rrf_k: int = 60
+    weights_zh: str = "2,0.5,1"
+    weights_en: str = "1,1,0.5"
+
+    def weights(self, lang: str) -> list[float]:
+        """Fusion weights for a question language ("zh" or "en")."""
+        raw = self.weights_en if lang == "en" else self.weights_zh
+        try:
+            return [float(x) for x in raw.split(",")]
+        except ValueError:
+            raise RagError(f"RAG_WEIGHTS_{lang.upper()} must be comma-separated numbers, got {raw!r}") from None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

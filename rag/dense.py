@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.fusion import Ranking
+from rag.fusion import Ranking, empty
 
 
 def build(vectors: np.ndarray) -> faiss.Index:
@@ -30,7 +30,7 @@ def search(index: faiss.Index, query: np.ndarray, k: int) -> Ranking:
     """Top-k passage ids and cosine scores for one query vector."""
     k = min(k, index.ntotal)
     if k <= 0:
-        return Ranking(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        return empty()
     scores, ids = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
     keep = ids[0] >= 0
     return Ranking(ids[0][keep].astype(np.int64), scores[0][keep])

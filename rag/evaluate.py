@@ -50,7 +50,7 @@ def load_questions(path: Path) -> list[Question]:
             row = json.loads(line)
             questions.append(Question(str(row["id"]), str(row["question"]), str(row.get("lang", "zh")), tuple(row.get("answers", []))))
         except (ValueError, KeyError, TypeError) as exc:
-            raise RagError(f"{path}:{number}: expected {{\"id\", \"question\", \"lang\", \"answers\"}} ({exc})") from exc
+            raise RagError(f'{path}:{number}: expected {{"id", "question", "lang", "answers"}} ({exc})') from exc
     if not questions:
         raise RagError(f"{path} holds no questions")
     return questions
@@ -130,7 +130,9 @@ def format_table(report: dict[str, Any]) -> str:
     for name, metrics in report.items():
         if not isinstance(metrics, dict) or name == "unanswerable":
             continue
-        cells = "".join(f"{metrics[c]:>11}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>11.3f}" for c in columns)
+        cells = "".join(
+            f"{metrics[c]:>11}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>11.3f}" for c in columns
+        )
         lines.append(f"{name:<14}{cells}")
     un = report.get("unanswerable", {})
     if un.get("questions"):

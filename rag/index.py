@@ -8,8 +8,8 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
       v<time>-<pid>/      one complete version
         manifest.json     model, chunking, corpus file hashes, counts, library versions
         passages.jsonl    passages with citations
-        embeddings.npy    the passage vectors (dense index source; reused by later builds)
-        dense.faiss       FAISS inner-product index
+        embeddings-<role>.npy  passage vectors of each encoder role (primary, second)
+        dense-<role>.faiss     FAISS inner-product index of each role
         keyword/          bm25s index over jieba tokens
 
 A build writes a new version folder under a temporary name, renames it into place, then points
@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import numpy as np
 from rag import dense, keyword
 from rag.chunk import Passage, chunk_document, embedding_text, keyword_text
 from rag.config import Settings
-from rag.encoders import Encoder
+from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexInvalidError, IndexMissingError
 from rag.ingest import load_corpus
 from rag.tokenize import tokenize
@@ -55,8 +55,8 @@ class Index:
     path: Path
     manifest: dict[str, Any]
     passages: list[Passage]
-    embeddings: np.ndarray
-    dense: Any  # faiss.Index
+    embeddings: dict[str, np.ndarray]  # by encoder role
+    dense: dict[str, Any]  # faiss.Index by encoder role
     keyword: Any  # bm25s.BM25
 
 
@@ -95,28 +95,37 @@ def load_index(settings: Settings) -> Index:
     check_manifest(manifest, settings, fix)
     try:
         passages = [_passage_from_json(json.loads(line)) for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
-        embeddings = np.load(path / "embeddings.npy", allow_pickle=False)
-        dense_index = dense.load(path / "dense.faiss")
+        roles = list(manifest["encoders"])
+        embeddings = {role: np.load(path / f"embeddings-{role}.npy", allow_pickle=False) for role in roles}
+        dense_indexes = {role: dense.load(path / f"dense-{role}.faiss") for role in roles}
         keyword_index = keyword.load(path / "keyword")
     except Exception as exc:  # faiss, numpy and bm25s each raise their own types for a bad file
         raise IndexInvalidError(f"index at {path} is damaged ({type(exc).__name__}: {exc}); {fix}") from exc
-    counts = {len(passages), manifest["passages"], int(dense_index.ntotal), len(embeddings)}
+    counts = {len(passages), manifest["passages"]}
+    counts |= {int(d.ntotal) for d in dense_indexes.values()} | {len(e) for e in embeddings.values()}
     if len(counts) != 1:
         raise IndexInvalidError(f"index at {path} is inconsistent (passage counts {sorted(counts)}); {fix}")
-    return Index(path, manifest, passages, embeddings, dense_index, keyword_index)
+    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
     """Refuse an index made by another format version, model or chunking."""
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexInvalidError(
-            f"index format {manifest.get('format_version')!r} is not the supported {FORMAT_VERSION}; {fix}"
-        )
-    built_with = manifest.get("model", {}).get("name")
-    if built_with != settings.model:
-        raise IndexInvalidError(f"index was built with model {built_with!r}, but the configured model is {settings.model!r}; {fix}")
+        raise IndexInvalidError(f"index format {manifest.get('format_version')!r} is not the supported {FORMAT_VERSION}; {fix}")
+    built_with = {role: spec.get("name") for role, spec in manifest.get("encoders", {}).items()}
+    wanted = encoder_names(settings)
+    if built_with != wanted:
+        raise IndexInvalidError(f"index was built with models {built_with}, but the configured models are {wanted}; {fix}")
     if manifest.get("chunking") != chunking_config(settings):
         raise IndexInvalidError(f"index was built with chunking {manifest.get('chunking')}, now {chunking_config(settings)}; {fix}")
+
+
+def encoder_names(settings: Settings) -> dict[str, str]:
+    """The model name of each encoder role the settings ask for."""
+    names = {PRIMARY: settings.model}
+    if settings.second_model:
+        names[SECOND] = settings.second_model
+    return names
 
 
 def chunking_config(settings: Settings) -> dict[str, Any]:
@@ -170,13 +179,13 @@ def writer_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_index(settings: Settings, encoder: Encoder, progress: bool = True) -> BuildReport:
+def build_index(settings: Settings, encoders: dict[str, Encoder], progress: bool = True) -> BuildReport:
     """Chunk, embed and index the whole corpus into a new version, then switch to it."""
     with writer_lock(settings.index_dir):
-        return _build(settings, encoder, progress)
+        return _build(settings, encoders, progress)
 
 
-def _build(settings: Settings, encoder: Encoder, progress: bool) -> BuildReport:
+def _build(settings: Settings, encoders: dict[str, Encoder], progress: bool) -> BuildReport:
     started = time.perf_counter()
     docs, skipped = load_corpus(settings.corpus_dir)
     for item in skipped:
@@ -187,22 +196,25 @@ def _build(settings: Settings, encoder: Encoder, progress: bool) -> BuildReport:
     if not passages:
         raise CorpusError(f"the documents in {settings.corpus_dir} contain no text to index")
 
-    vectors = encoder.encode_passages([embedding_text(p) for p in passages], progress=progress)
+    texts = [embedding_text(p) for p in passages]
+    vectors = {role: enc.encode_passages(texts, progress=progress) for role, enc in encoders.items()}
     tokens = [tokenize(keyword_text(p)) for p in passages]
 
-    name = f"v{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
+    name = f"v{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
     tmp = settings.index_dir / f".tmp-{name}"
     tmp.mkdir(parents=True)
     try:
         with open(tmp / "passages.jsonl", "w", encoding="utf-8") as f:
             for p in passages:
                 f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
-        np.save(tmp / "embeddings.npy", vectors, allow_pickle=False)
-        dense.save(dense.build(vectors), tmp / "dense.faiss")
+        for role, matrix in vectors.items():
+            np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
+            dense.save(dense.build(matrix), tmp / f"dense-{role}.faiss")
         keyword.save(keyword.build(tokens), tmp / "keyword")
         manifest = {
             "format_version": FORMAT_VERSION,
-            "model": {"name": settings.model, "dim": encoder.dim},
+            "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
+            "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
             "chunking": chunking_config(settings),
             "dense_index": "IndexFlatIP",
             "keyword_index": "bm25s over jieba search-mode tokens",
@@ -210,7 +222,7 @@ def _build(settings: Settings, encoder: Encoder, progress: bool) -> BuildReport:
             "skipped": {s.id: s.reason for s in skipped},
             "documents": len(docs),
             "passages": len(passages),
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - started, 3),
             "versions": _library_versions(),
         }

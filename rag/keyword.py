@@ -8,7 +8,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from rag.fusion import Ranking
+from rag.fusion import Ranking, empty
 
 
 def build(token_lists: list[list[str]]) -> bm25s.BM25:
@@ -28,11 +28,11 @@ def load(path: Path) -> bm25s.BM25:
 def search(index: bm25s.BM25, tokens: list[str], k: int) -> Ranking:
     """Top-k passage ids with a positive BM25 score (no shared term, no candidate)."""
     if not tokens:
-        return Ranking(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        return empty()
     scores = np.asarray(index.get_scores(tokens), dtype=np.float32)
     k = min(k, int((scores > 0).sum()))
     if k <= 0:
-        return Ranking(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        return empty()
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     return Ranking(top.astype(np.int64), scores[top])

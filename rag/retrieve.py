@@ -1,4 +1,10 @@
-"""Answer a question with the best passages: dense and keyword rankings, fused."""
+"""Answer a question with the best passages: each signal ranks candidates, then they are fused.
+
+Signals: the primary dense encoder (e5), an optional second dense encoder (USE, strong for
+English questions), and BM25 over jieba tokens, where English words are also looked up in
+CC-CEDICT so an English question can match Chinese keywords. Fusion weights depend on the
+question's language (docs/quality.md has the measurements behind them).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,11 @@ from typing import NamedTuple
 from rag import dense, keyword
 from rag.chunk import Passage
 from rag.config import Settings
-from rag.encoders import Encoder
-from rag.fusion import Ranking, rrf
+from rag.encoders import PRIMARY, SECOND, Encoder
+from rag.expand import expand_english, reverse_cedict
+from rag.fusion import Ranking, empty, rrf, zscore
 from rag.index import Index
-from rag.tokenize import tokenize
+from rag.tokenize import detect_language, has_latin_words, tokenize
 
 
 class Hit(NamedTuple):
@@ -21,13 +28,15 @@ class Hit(NamedTuple):
 
 
 class Retriever:
-    """Holds the encoder and the live index; `swap` replaces the index between two searches."""
+    """Holds the encoders and the live index; `swap` replaces the index between two searches."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, index: Index):
+    def __init__(self, settings: Settings, encoders: dict[str, Encoder], index: Index):
         self.settings = settings
-        self.encoder = encoder
+        self.encoders = encoders
         self._index = index
+        self._vocabulary = frozenset(index.keyword.vocab_dict)
         self._swap_lock = threading.Lock()
+        reverse_cedict()  # build the dictionary now (~3 s) rather than inside the first English search
 
     @property
     def index(self) -> Index:
@@ -36,21 +45,37 @@ class Retriever:
     def swap(self, index: Index) -> None:
         """Atomic for readers: a search keeps the index object it started with."""
         with self._swap_lock:
-            self._index = index
+            self._index, self._vocabulary = index, frozenset(index.keyword.vocab_dict)
 
-    def rankings(self, question: str, index: Index) -> list[Ranking]:
-        """Each signal's own candidates, best first."""
+    def keyword_tokens(self, question: str, vocabulary: frozenset[str]) -> list[str]:
+        """jieba tokens, plus Chinese translations of English words that the corpus contains."""
+        tokens = tokenize(question)
+        if has_latin_words(question):
+            tokens += expand_english(question, vocabulary=vocabulary)
+        return tokens
+
+    def rankings(self, question: str, index: Index, vocabulary: frozenset[str]) -> list[Ranking]:
+        """Each signal's own candidates, best first: primary dense, second dense, keyword."""
         depth = self.settings.candidates
-        query = self.encoder.encode_queries([question])[0]
-        return [
-            dense.search(index.dense, query, depth),
-            keyword.search(index.keyword, tokenize(question), depth),
-        ]
+        out = []
+        for role in (PRIMARY, SECOND):
+            if role in self.encoders:
+                query = self.encoders[role].encode_queries([question])[0]
+                out.append(dense.search(index.dense[role], query, depth))
+            else:
+                out.append(empty())
+        out.append(keyword.search(index.keyword, self.keyword_tokens(question, vocabulary), depth))
+        return out
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
-        index = self._index
-        fused = rrf(self.rankings(question, index), k=self.settings.rrf_k)
+        index, vocabulary = self._index, self._vocabulary
+        rankings = self.rankings(question, index, vocabulary)
+        weights = self.settings.weights(detect_language(question))
+        if self.settings.fusion == "rrf":
+            fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
+        else:
+            fused = zscore(rankings, weights)
         return [
             Hit(rank, float(score), index.passages[pid])
-            for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist()), start=1)
+            for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1)
         ]

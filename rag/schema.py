@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from rag.retrieve import Hit
@@ -73,11 +75,11 @@ def to_response(question: str, hits: list[Hit], took_ms: float) -> SearchRespons
     )
 
 
-def format_validation_error(errors: list[dict[str, object]]) -> str:
+def format_validation_error(errors: list[dict[str, Any]]) -> str:
     """`field: problem` for each error, e.g. `top_k: Input should be less than or equal to 50`."""
     parts = []
     for err in errors:
-        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]  # type: ignore[union-attr]
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
         field = ".".join(loc) or "body"
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         parts.append(f"{field}: {msg}")

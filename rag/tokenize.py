@@ -13,12 +13,16 @@ jieba.setLogLevel(logging.WARNING)
 
 # Function words that match everywhere and only add noise to BM25.
 STOPWORDS = frozenset(
-    "的 了 和 与 及 或 是 在 有 等 也 就 都 而 及其 以及 之 其 把 被 对 从 向 为 以 于 上 下 中 "
-    "吗 呢 吧 啊 么 我 你 他 她 它 我们 你们 他们 这 那 这个 那个 什么 怎么 如何 可以 能 会 要 "
-    "a an the of to in on at for by with from and or is are was were be been can could do does did "
-    "i you he she it we they my your our their me him her us them this that these those what how "
-    "which who whom when where why if than then there here as into about will would should may "
-    "s t not no so any some".split()
+    " ".join(
+        (
+            "的 了 和 与 及 或 是 在 有 等 也 就 都 而 及其 以及 之 其 把 被 对 从 向 为 以 于 上 下 中",
+            "吗 呢 吧 啊 么 我 你 他 她 它 我们 你们 他们 这 那 这个 那个 什么 怎么 如何 可以 能 会 要",
+            "a an the of to in on at for by with from and or is are was were be been can could do does did",
+            "i you he she it we they my your our their me him her us them this that these those what how",
+            "which who whom when where why if than then there here as into about will would should may",
+            "s t not no so any some",
+        )
+    ).split()
 )
 _WORDISH = re.compile(r"\w", re.UNICODE)
 
@@ -47,3 +51,21 @@ def tokenize(text: str) -> list[str]:
         if token and _WORDISH.search(token) and token not in STOPWORDS:
             tokens.append(token)
     return tokens
+
+
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def detect_language(text: str) -> str:
+    """ "zh" when Chinese carries at least as much of the question as Latin text, else "en".
+
+    One Chinese character weighs about four Latin letters (a word is ~2 characters or ~5 letters),
+    so `医保 e-voucher 怎么激活` counts as Chinese and `亲情账户 how many people can I add` as English.
+    """
+    han = len(_HAN.findall(text))
+    return "zh" if han and han * 4 >= len(_LATIN.findall(text)) else "en"
+
+
+def has_latin_words(text: str) -> bool:
+    return bool(_LATIN.search(text))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.encoders import Encoder, load_encoder
+from rag.encoders import Encoder, load_encoders
 from rag.index import build_index, load_index
 from rag.retrieve import Retriever
 
@@ -27,11 +27,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def encoder(settings: Settings) -> Encoder:
-    return load_encoder(settings, progress=False)
+def encoders(settings: Settings) -> dict[str, Encoder]:
+    return load_encoders(settings, progress=False)
 
 
 @pytest.fixture(scope="session")
-def retriever(settings: Settings, encoder: Encoder) -> Retriever:
-    build_index(settings, encoder, progress=False)
-    return Retriever(settings, encoder, load_index(settings))
+def retriever(settings: Settings, encoders: dict[str, Encoder]) -> Retriever:
+    build_index(settings, encoders, progress=False)
+    return Retriever(settings, encoders, load_index(settings))

@@ -31,9 +31,22 @@ def server(retriever: Retriever, settings: Settings, tmp_path_factory: pytest.Te
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir)],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "rag.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--corpus",
+                str(settings.corpus_dir),
+                "--index",
+                str(settings.index_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
@@ -130,7 +143,14 @@ def test_malformed_body_is_a_422(server: httpx.Client, body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "params, field",
-    [({"q": ""}, "q"), ({"q": "  "}, "q"), ({}, "q"), ({"q": "ok", "top_k": "x"}, "top_k"), ({"q": "ok", "top_k": 99}, "top_k"), ({"q": "x" * 2001}, "q")],
+    [
+        ({"q": ""}, "q"),
+        ({"q": "  "}, "q"),
+        ({}, "q"),
+        ({"q": "ok", "top_k": "x"}, "top_k"),
+        ({"q": "ok", "top_k": 99}, "top_k"),
+        ({"q": "x" * 2001}, "q"),
+    ],
 )
 def test_bad_get_input_is_a_422_naming_the_field(server: httpx.Client, params: dict, field: str) -> None:
     response = server.get("/search", params=params)

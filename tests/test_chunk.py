@@ -27,19 +27,29 @@ def corpus_passages() -> dict[str, tuple[str, list]]:
     return {d.id: (d.text, chunk_document(d.id, d.text)) for d in docs}
 
 
-@pytest.mark.parametrize("line", ["大家都在搜", "相关推荐", "首页 顶部", "-", "健康新闻 2025-03-04", "提示:本内容不能代替面诊,如有不适请尽快就医。"])
+@pytest.mark.parametrize(
+    "line", ["大家都在搜", "相关推荐", "首页 顶部", "-", "健康新闻 2025-03-04", "提示:本内容不能代替面诊,如有不适请尽快就医。"]
+)
 def test_furniture_is_recognised(line: str) -> None:
     assert is_furniture(line)
 
 
-@pytest.mark.parametrize("line", ["支付宝渠道", "申请电子医保卡的条件和流程", "通过“粤医保”微信小程序申请", "外国护照持有者如何绑定中国的银行卡"])
+@pytest.mark.parametrize(
+    "line", ["支付宝渠道", "申请电子医保卡的条件和流程", "通过“粤医保”微信小程序申请", "外国护照持有者如何绑定中国的银行卡"]
+)
 def test_headings_are_short_lines_without_closing_punctuation(line: str) -> None:
     assert looks_like_heading(line)
 
 
 @pytest.mark.parametrize(
     "line",
-    ["- 护照:有效期内的护照原件。", "1. 打开支付宝:在手机上打开支付宝应用。", "线上服务:", "外国护照可以绑定电子医保。根据最新的政策", "• 电子医保卡:方便携带"],
+    [
+        "- 护照:有效期内的护照原件。",
+        "1. 打开支付宝:在手机上打开支付宝应用。",
+        "线上服务:",
+        "外国护照可以绑定电子医保。根据最新的政策",
+        "• 电子医保卡:方便携带",
+    ],
 )
 def test_list_items_and_sentences_are_not_headings(line: str) -> None:
     assert not looks_like_heading(line)
@@ -81,7 +91,11 @@ def test_section_paths_follow_the_page_structure(corpus_passages: dict) -> None:
     _, family = corpus_passages["family-e-medical-card.txt"]
     by_text = {p.text[:12]: p.section for p in family}
     assert by_text["• 必须与被添加者存在亲友关系"[:12]] == ("怎样为他人申请电子医保卡", "申请电子医保卡的条件和流程", "亲友关系要求")
-    assert by_text["1. 打开支付宝:在手机上打开支付宝应用。"[:12]] == ("怎样为他人申请电子医保卡", "如何在线上申请电子医保卡", "通过支付宝申请")
+    assert by_text["1. 打开支付宝:在手机上打开支付宝应用。"[:12]] == (
+        "怎样为他人申请电子医保卡",
+        "如何在线上申请电子医保卡",
+        "通过支付宝申请",
+    )
     _, foreign = corpus_passages["foreigner-e-voucher.txt"]
     alipay = next(p for p in foreign if p.text.startswith("支付宝渠道目前仅支持"))
     assert alipay.section == ("外国护照可以绑定电子医保", "绑定流程", "支付宝渠道")

@@ -20,9 +20,10 @@ def test_manifest_says_how_the_index_was_built(retriever: Retriever, settings: S
     manifest = retriever.index.manifest
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"] == {"name": settings.model, "dim": 384}
+    assert manifest["encoders"] == {"primary": {"name": settings.model, "dim": 384}, "second": {"name": "use-multilingual", "dim": 512}}
     assert set(manifest["corpus"]["files"]) == {"foreigner-e-voucher.txt", "family-e-medical-card.txt"}
     assert all(len(h) == 64 for h in manifest["corpus"]["files"].values())
-    assert manifest["passages"] == len(retriever.index.passages) == retriever.index.dense.ntotal
+    assert manifest["passages"] == len(retriever.index.passages) == retriever.index.dense["primary"].ntotal
     assert {"faiss-cpu", "jieba", "sentence-transformers", "python"} <= set(manifest["versions"])
 
 
@@ -33,8 +34,8 @@ def test_every_indexed_passage_is_an_exact_citation(retriever: Retriever, settin
 
 
 def test_vectors_are_normalised(retriever: Retriever) -> None:
-    norms = np.linalg.norm(retriever.index.embeddings, axis=1)
-    assert np.allclose(norms, 1.0, atol=1e-4)
+    for matrix in retriever.index.embeddings.values():
+        assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
 
 
 def _copy_settings(settings: Settings, tmp_path: Path) -> Settings:
@@ -51,14 +52,16 @@ def _small_corpus(tmp_path: Path) -> Path:
     return corpus
 
 
-def test_small_corpus_reads_txt_and_md_recursively_and_skips_bad_files(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_small_corpus_reads_txt_and_md_recursively_and_skips_bad_files(
+    settings: Settings, encoders: dict[str, Encoder], tmp_path: Path
+) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
-    report = build_index(s, encoder, progress=False)
+    report = build_index(s, encoders, progress=False)
     assert report.documents == 2
     assert report.skipped == [("bad.txt", report.skipped[0][1])] and "UTF-8" in report.skipped[0][1]
     index = load_index(s)
     assert {p.doc_id for p in index.passages} == {"a.txt", "sub/b.md"}
-    hits = Retriever(s, encoder, index).search("QR code pharmacy", 1)
+    hits = Retriever(s, encoders, index).search("QR code pharmacy", 1)
     assert hits[0].passage.doc_id == "sub/b.md"
 
 
@@ -67,17 +70,19 @@ def test_missing_index_says_to_run_rag_index(settings: Settings, tmp_path: Path)
         load_index(_copy_settings(settings, tmp_path))
 
 
-def test_index_from_another_model_is_refused(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_index_from_another_model_is_refused(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
-    build_index(s, encoder, progress=False)
+    build_index(s, encoders, progress=False)
     with pytest.raises(IndexInvalidError, match=r"other-model.*rag index"):
         load_index(replace(s, model="other-model"))
 
 
-@pytest.mark.parametrize("victim", ["dense.faiss", "manifest.json", "passages.jsonl", "embeddings.npy"])
-def test_corrupt_file_gives_a_clear_error(settings: Settings, encoder: Encoder, tmp_path: Path, victim: str) -> None:
+@pytest.mark.parametrize(
+    "victim", ["dense-primary.faiss", "dense-second.faiss", "manifest.json", "passages.jsonl", "embeddings-primary.npy"]
+)
+def test_corrupt_file_gives_a_clear_error(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path, victim: str) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
-    build_index(s, encoder, progress=False)
+    build_index(s, encoders, progress=False)
     path = current_version(s.index_dir)
     assert path is not None
     (path / victim).write_bytes(b"garbage")
@@ -85,9 +90,9 @@ def test_corrupt_file_gives_a_clear_error(settings: Settings, encoder: Encoder, 
         load_index(s)
 
 
-def test_wrong_format_version_is_refused(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_wrong_format_version_is_refused(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
-    build_index(s, encoder, progress=False)
+    build_index(s, encoders, progress=False)
     path = current_version(s.index_dir)
     assert path is not None
     manifest = json.loads((path / "manifest.json").read_text())
@@ -110,30 +115,30 @@ class ExplodingEncoder:
         raise RuntimeError("disk on fire")
 
 
-def test_failed_rebuild_keeps_the_last_good_index(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_failed_rebuild_keeps_the_last_good_index(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
-    build_index(s, encoder, progress=False)
+    build_index(s, encoders, progress=False)
     before = current_version(s.index_dir)
     (s.corpus_dir / "c.txt").write_text("新文档。\n", encoding="utf-8")
     with pytest.raises(RuntimeError, match="disk on fire"):
-        build_index(s, ExplodingEncoder(encoder), progress=False)
+        build_index(s, encoders | {"primary": ExplodingEncoder(encoders["primary"])}, progress=False)
     assert current_version(s.index_dir) == before
     assert len(load_index(s).passages) == 2
     assert not list(s.index_dir.glob(".tmp-*"))
 
 
-def test_rebuild_switches_version_and_keeps_one_previous(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_rebuild_switches_version_and_keeps_one_previous(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
     for _ in range(3):
-        build_index(s, encoder, progress=False)
+        build_index(s, encoders, progress=False)
     versions = sorted(p.name for p in s.index_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
     assert len(versions) == 2
     assert current_version(s.index_dir) == s.index_dir / versions[-1]
 
 
-def test_empty_corpus_is_a_clear_error(settings: Settings, encoder: Encoder, tmp_path: Path) -> None:
+def test_empty_corpus_is_a_clear_error(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="no readable"):
-        build_index(replace(settings, corpus_dir=tmp_path / "empty", index_dir=tmp_path / "index"), encoder, progress=False)
+        build_index(replace(settings, corpus_dir=tmp_path / "empty", index_dir=tmp_path / "index"), encoders, progress=False)
     with pytest.raises(CorpusError, match="does not exist"):
-        build_index(replace(settings, corpus_dir=tmp_path / "nope", index_dir=tmp_path / "index"), encoder, progress=False)
+        build_index(replace(settings, corpus_dir=tmp_path / "nope", index_dir=tmp_path / "index"), encoders, progress=False)

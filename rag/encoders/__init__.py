@@ -7,6 +7,10 @@ from typing import Protocol
 import numpy as np
 
 from rag.config import Settings
+from rag.errors import RagError
+
+PRIMARY = "primary"
+SECOND = "second"
 
 
 class Encoder(Protocol):
@@ -21,7 +25,19 @@ class Encoder(Protocol):
 
 
 def load_encoder(settings: Settings, progress: bool = True) -> Encoder:
-    """The configured dense encoder, converting the bundled default model on first use."""
+    """The configured primary encoder, converting the bundled default model on first use."""
     from rag.encoders.sentence import SentenceEncoder
 
     return SentenceEncoder.from_settings(settings, progress=progress)
+
+
+def load_encoders(settings: Settings, progress: bool = True) -> dict[str, Encoder]:
+    """Every dense encoder the retriever uses, by role: the primary one and, when set, a second one."""
+    encoders = {PRIMARY: load_encoder(settings, progress)}
+    if settings.second_model:
+        if settings.second_model != "use-multilingual":
+            raise RagError(f"unknown RAG_SECOND_MODEL {settings.second_model!r}; use 'use-multilingual' or '' (off)")
+        from rag.encoders.use import USEEncoder
+
+        encoders[SECOND] = USEEncoder()
+    return encoders

@@ -19,6 +19,9 @@ class SentenceEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for users
 
         try:
             self.model: Any = SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -28,7 +31,7 @@ class SentenceEncoder:
                 "Set RAG_MODEL to a local sentence-transformers folder, or unset it to use the bundled e5."
             ) from exc
         self.name = name
-        dim = self.model.get_sentence_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
         self.dim = int(dim) if dim is not None else 0
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt

