@@ -283,11 +283,13 @@ def chunk_document(doc_id: str, text: str, max_chars: int = 300) -> list[Passage
 
 def embedding_text(passage: Passage) -> str:
     """What the encoders see: the section path as context, then the passage itself."""
-    path = passage.section[1:] if passage.section[1:2] == (RELATED_MARKER,) else passage.section
-    path = tuple(p for p in path if p != RELATED_MARKER)
-    return " > ".join(path) + "\n" + passage.text
+    path = [p for p in passage.section if p != RELATED_MARKER]
+    if RELATED_MARKER in passage.section:
+        path = path[1:]  # a related article is not about the page it was found on
+    return (" > ".join(path) + "\n" + passage.text) if path else passage.text
 
 
 def keyword_text(passage: Passage) -> str:
     """What BM25 sees: the headings below the title, then the passage."""
-    return " ".join(p for p in passage.section[1:] if p != RELATED_MARKER) + "\n" + passage.text
+    headings = [p for p in passage.section[1:] if p != RELATED_MARKER]
+    return (" ".join(headings) + "\n" + passage.text) if headings else passage.text

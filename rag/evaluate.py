@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from rag.errors import RagError
 from rag.retrieve import Retriever
+from rag.tokenize import detect_language
 
 CUTOFFS = (1, 5, 10)
 _SPACE = re.compile(r"\s+")
@@ -106,20 +107,48 @@ def relevant_passages(answers: Sequence[str], passage_texts: Sequence[str]) -> s
 
 
 def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10) -> dict[str, Any]:
-    index = retriever.index
-    texts = [squash(p.text) for p in index.passages]
-    position = {id(p): str(i) for i, p in enumerate(index.passages)}
-    relevant = {q.id: relevant_passages(q.answers, texts) for q in questions}
-    rankings = {q.id: [position[id(h.passage)] for h in retriever.search(q.question, k)] for q in questions}
-    answerable = [q for q in questions if q.answers]
-    missing = [q.id for q in answerable if not relevant[q.id]]
-    report: dict[str, Any] = {"overall": score(rankings, relevant, (q.id for q in answerable if relevant[q.id]), k)}
-    for lang in sorted({q.lang for q in questions}):
-        report[lang] = score(rankings, relevant, (q.id for q in answerable if q.lang == lang and relevant[q.id]), k)
-    report["unanswerable"] = {"questions": len(questions) - len(answerable)}
+    """Metrics for a question file: relevance comes from answer strings found in passages."""
+    texts = [squash(p.text) for p in retriever.index.passages]
+    relevant = {q.id: relevant_passages(q.answers, texts) for q in questions if q.answers}
+    missing = [qid for qid, rel in relevant.items() if not rel]
+    report = evaluate_queries(
+        retriever,
+        queries={q.id: q.question for q in questions},
+        relevant={qid: rel for qid, rel in relevant.items() if rel},
+        langs={q.id: q.lang for q in questions},
+        k=k,
+    )
     if missing:
         report["answer_not_in_any_passage"] = missing
-    report["misses@5"] = [q.id for q in answerable if relevant[q.id] and not recall_at(rankings[q.id], relevant[q.id], 5)]
+    return report
+
+
+def evaluate_queries(
+    retriever: Retriever, queries: Mapping[str, str], relevant: Mapping[str, set[str]], langs: Mapping[str, str], k: int = 10
+) -> dict[str, Any]:
+    """The one evaluation: run every query, score the answerable ones overall and per language.
+
+    `relevant` maps a query id to passage positions (as strings); queries without an entry are
+    out-of-corpus and only counted.
+    """
+    position = {id(p): str(i) for i, p in enumerate(retriever.index.passages)}
+    rankings = {qid: [position[id(h.passage)] for h in retriever.search(text, k)] for qid, text in queries.items()}
+    answerable = [qid for qid in queries if qid in relevant]
+    report: dict[str, Any] = {"overall": score(rankings, relevant, answerable, k)}
+    for lang in sorted({langs[qid] for qid in answerable}):
+        report[lang] = score(rankings, relevant, (qid for qid in answerable if langs[qid] == lang), k)
+    report["unanswerable"] = {"questions": len(queries) - len(answerable)}
+    report["misses@5"] = [qid for qid in answerable if not recall_at(rankings[qid], relevant[qid], 5)]
+    return report
+
+
+def evaluate_benchmark(retriever: Retriever, queries: Mapping[str, str], qrels: Mapping[str, set[str]], k: int = 10) -> dict[str, Any]:
+    """Metrics for a BEIR set whose corpus is the retriever's index (passage doc_id = corpus id)."""
+    by_corpus_id = {p.doc_id: str(i) for i, p in enumerate(retriever.index.passages)}
+    relevant = {qid: {by_corpus_id[c] for c in ids if c in by_corpus_id} for qid, ids in qrels.items() if qid in queries}
+    langs = {qid: detect_language(text) for qid, text in queries.items()}
+    report = evaluate_queries(retriever, queries, {q: r for q, r in relevant.items() if r}, langs, k)
+    report.pop("misses@5")
     return report
 
 

@@ -12,11 +12,12 @@ import threading
 from typing import NamedTuple
 
 from rag import dense, keyword
-from rag.chunk import Passage
+from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.expand import expand_english, reverse_cedict
 from rag.fusion import Ranking, empty, rrf, zscore
+from rag.highlight import best_sentence
 from rag.index import Index
 from rag.tokenize import detect_language, has_latin_words, tokenize
 
@@ -25,6 +26,7 @@ class Hit(NamedTuple):
     rank: int  # 1-based
     score: float
     passage: Passage
+    highlight: Span  # document offsets of the sentence that best answers
 
 
 class Retriever:
@@ -54,9 +56,10 @@ class Retriever:
             tokens += expand_english(question, vocabulary=vocabulary)
         return tokens
 
-    def rankings(self, question: str, index: Index, vocabulary: frozenset[str]) -> list[Ranking]:
+    def rankings(self, question: str, index: Index, vocabulary: frozenset[str], keywords: list[str] | None = None) -> list[Ranking]:
         """Each signal's own candidates, best first: primary dense, second dense, keyword."""
         depth = self.settings.candidates
+        keywords = self.keyword_tokens(question, vocabulary) if keywords is None else keywords
         out = []
         for role in (PRIMARY, SECOND):
             if role in self.encoders:
@@ -64,18 +67,19 @@ class Retriever:
                 out.append(dense.search(index.dense[role], query, depth))
             else:
                 out.append(empty())
-        out.append(keyword.search(index.keyword, self.keyword_tokens(question, vocabulary), depth))
+        out.append(keyword.search(index.keyword, keywords, depth))
         return out
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         index, vocabulary = self._index, self._vocabulary
-        rankings = self.rankings(question, index, vocabulary)
+        keywords = self.keyword_tokens(question, vocabulary)
+        rankings = self.rankings(question, index, vocabulary, keywords)
         weights = self.settings.weights(detect_language(question))
         if self.settings.fusion == "rrf":
             fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
         else:
             fused = zscore(rankings, weights)
         return [
-            Hit(rank, float(score), index.passages[pid])
+            Hit(rank, float(score), index.passages[pid], best_sentence(index.passages[pid], keywords))
             for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1)
         ]

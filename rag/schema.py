@@ -38,11 +38,17 @@ class Citation(BaseModel):
     line_end: int
 
 
+class Highlight(BaseModel):
+    start: int = Field(description="Document offset of the sentence that best answers the question.")
+    end: int
+
+
 class PassageOut(BaseModel):
     rank: int
     score: float
     text: str
     citation: Citation
+    highlight: Highlight
 
 
 class SearchResponse(BaseModel):
@@ -69,6 +75,7 @@ def to_response(question: str, hits: list[Hit], took_ms: float) -> SearchRespons
                     line_start=h.passage.line_start,
                     line_end=h.passage.line_end,
                 ),
+                highlight=Highlight(start=h.highlight.start, end=h.highlight.end),
             )
             for h in hits
         ],

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,57 +11,6 @@ from rag.config import Settings
 from rag.retrieve import Retriever
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(retriever: Retriever, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A real server over the session's index (built by the retriever fixture)."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rag.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--corpus",
-                str(settings.corpus_dir),
-                "--index",
-                str(settings.index_dir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not start: {log.read_text()}")
-            time.sleep(0.3)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _documents(settings: Settings) -> dict[str, str]:
@@ -99,6 +43,9 @@ def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client,
         assert docs[c["document"]][c["start"] : c["end"]] == p["text"]
         assert c["line_start"] == docs[c["document"]].count("\n", 0, c["start"]) + 1
         assert c["section"][0] == c["title"]
+        h = p["highlight"]
+        assert c["start"] <= h["start"] < h["end"] <= c["end"]
+        assert docs[c["document"]][h["start"] : h["end"]] in p["text"]
     assert any(expected in p["text"] for p in body["passages"])
 
 

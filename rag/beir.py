@@ -1,0 +1,68 @@
+"""Public benchmarks in the BEIR layout: corpus.jsonl, queries.jsonl, qrels.tsv.
+
+Each corpus line is one passage, cited by its `_id`; it is indexed in memory (nothing is written,
+nothing is copied into the repo) with the same encoders, tokens and fusion as the product.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple
+
+from rag import dense, keyword
+from rag.chunk import Passage, embedding_text, keyword_text
+from rag.encoders import PRIMARY, Encoder
+from rag.errors import RagError
+from rag.index import Index
+from rag.tokenize import tokenize
+
+
+class Benchmark(NamedTuple):
+    name: str
+    passages: list[Passage]
+    queries: dict[str, str]  # query id -> text
+    qrels: dict[str, set[str]]  # query id -> relevant corpus ids
+
+
+def load_benchmark(folder: Path) -> Benchmark:
+    """Read a BEIR folder; a missing or malformed file is one clear error."""
+    try:
+        passages = []
+        with open(folder / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    text = str(row["text"])
+                    passages.append(Passage(str(row["_id"]), str(row.get("title", "")), (), 0, len(text), 1, 1, text))
+        with open(folder / "queries.jsonl", encoding="utf-8") as f:
+            queries = {str(row["_id"]): str(row["text"]) for row in map(json.loads, filter(str.strip, f))}
+        qrels: dict[str, set[str]] = defaultdict(set)
+        with open(folder / "qrels.tsv", encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                if int(row.get("score", 1)) > 0:
+                    qrels[row["query-id"]].add(row["corpus-id"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RagError(f"{folder} is not a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv): {exc}") from exc
+    return Benchmark(folder.name, passages, {q: t for q, t in queries.items() if q in qrels}, dict(qrels))
+
+
+def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], progress: bool = True) -> Index:
+    """The same index a build makes, kept in RAM."""
+    texts = [embedding_text(p) for p in passages]
+    vectors = {role: enc.encode_passages(texts, progress=progress) for role, enc in encoders.items()}
+    manifest = {
+        "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
+        "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
+        "passages": len(passages),
+    }
+    return Index(
+        path=Path("<memory>"),
+        manifest=manifest,
+        passages=passages,
+        embeddings=vectors,
+        dense={role: dense.build(matrix) for role, matrix in vectors.items()},
+        keyword=keyword.build([tokenize(keyword_text(p)) for p in passages]),
+    )
