@@ -12,18 +12,22 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
 from rag import __version__
+from rag.admin import admin_router
+from rag.reload import Reloader
 from rag.retrieve import Retriever
 from rag.schema import MAX_QUESTION_CHARS, MAX_TOP_K, SearchRequest, SearchResponse, format_validation_error, to_response
 from rag.web import PAGE
 
 
-def create_app(retriever: Retriever) -> FastAPI:
+def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAPI:
+    """The API over `retriever`; `reloader` (started by the caller) swaps in new index versions."""
     app = FastAPI(
         title="rag: bilingual retrieval with exact citations",
         version=__version__,
         description="Ask in Chinese or English; get the corpus passages that answer, each with an exact citation.",
     )
     app.state.retriever = retriever
+    app.include_router(admin_router(reloader or Reloader(retriever)))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rag.retrieve import Retriever
 
 EXAMPLES = """examples:
-  rag index                                   build (or rebuild) the index of ./corpus
+  rag index                                   bring the index of ./corpus up to date (only changes are embedded)
+  rag index --full                            rebuild it from scratch
   rag ask "外国人可以用支付宝激活医保电子凭证吗"     top 5 passages with citations
   rag ask "Can a foreigner activate it through Alipay?" -k 3 --json
   rag serve --port 8000                       HTTP API on http://127.0.0.1:8000 (docs at /docs)
@@ -52,9 +53,12 @@ def build_parser() -> Parser:
     p = sub.add_parser(
         "index",
         help="build the index from the corpus",
-        description="Chunk, embed and index every .txt/.md file of the corpus, then switch to the new index atomically.",
+        description="Chunk and index every .txt/.md file of the corpus, embedding only passages that are new or "
+        "changed since the live index, then switch to the new index atomically. Prints what changed.",
     )
     locations(p)
+    p.add_argument("--full", action="store_true", help="embed every passage again instead of reusing the live index's vectors")
+    p.add_argument("--no-wait", action="store_true", help="exit at once if another build is writing the index, instead of waiting")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser(
@@ -79,10 +83,11 @@ def build_parser() -> Parser:
     p = sub.add_parser(
         "eval",
         help="measure retrieval quality",
-        description="Evaluate on a question file (JSONL: id, question, lang, answers) and print "
+        description="Evaluate on a question file (JSONL: id, question, lang, answers) or a BEIR folder and print "
         "recall@1/5/10, MRR@10 and nDCG@10, overall and per language.",
     )
-    p.add_argument("file", type=Path, help="questions JSONL file")
+    p.add_argument("file", type=Path, nargs="?", help="questions JSONL file (evaluated against the corpus index)")
+    p.add_argument("--beir", type=Path, metavar="DIR", help="a BEIR folder: index its corpus in memory, score its queries and qrels")
     p.add_argument("-k", type=int, default=10, metavar="N", help="depth of the ranking to score (default 10)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     locations(p)
@@ -107,8 +112,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from rag.encoders import load_encoders
     from rag.index import build_index
 
-    report = build_index(settings, load_encoders(settings, progress=not args.quiet), progress=not args.quiet)
+    progress = not args.quiet
+    report = build_index(settings, lambda: load_encoders(settings, progress), progress, full=args.full, wait=not args.no_wait)
     skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""
+    print(report.summary())
     print(f"indexed {report.documents} documents into {report.passages} passages{skipped} in {report.seconds:.1f} s -> {report.path}")
     return 0
 
@@ -119,16 +126,18 @@ def open_retriever(settings: Settings, build_if_missing: bool = True) -> Retriev
     from rag.index import build_index, load_index
     from rag.retrieve import Retriever
 
-    encoders = load_encoders(settings)
     try:
-        index = load_index(settings)
+        index = load_index(settings)  # first, so a broken index fails in a second, not after loading the model
     except IndexMissingError:
         if not build_if_missing:
             raise
         print(f"no index in {settings.index_dir} yet; building it from {settings.corpus_dir} ...", file=sys.stderr)
+        encoders = load_encoders(settings)
         report = build_index(settings, encoders)
         print(f"indexed {report.documents} documents into {report.passages} passages", file=sys.stderr)
         index = load_index(settings)
+    else:
+        encoders = load_encoders(settings)
     return Retriever(settings, encoders, index)
 
 
@@ -156,23 +165,55 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
     import uvicorn
 
     from rag.api import create_app
+    from rag.reload import Reloader
 
     retriever = open_retriever(settings)
-    print(f"serving {len(retriever.index.passages)} passages on http://{args.host}:{args.port} (API docs: /docs)", file=sys.stderr)
-    uvicorn.run(create_app(retriever), host=args.host, port=args.port, log_level="warning")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s rag: %(message)s"))
+    logging.getLogger("rag").addHandler(handler)  # index reloads and reindex jobs, one line each
+    logging.getLogger("rag").setLevel(logging.INFO)
+    reloader = Reloader(retriever, settings.reload_poll_ms / 1000)
+    reloader.start()
+    if settings.admin_token:
+        admin = "admin endpoints need the bearer token"
+    else:
+        admin = "admin endpoints open to 127.0.0.1 only" if settings.admin_allow_localhost else "admin endpoints off"
+    print(
+        f"serving {len(retriever.index.passages)} passages from {retriever.index.path.name} on http://{args.host}:{args.port} "
+        f"(API docs: /docs; {admin})",
+        file=sys.stderr,
+    )
+    try:
+        uvicorn.run(create_app(retriever, reloader), host=args.host, port=args.port, log_level="warning")
+    finally:
+        reloader.stop()
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.evaluate import evaluate, format_table, load_questions
+    from rag.evaluate import evaluate, evaluate_benchmark, format_table, load_questions
 
     if args.k < 1:
         raise RagError("-k must be at least 1")
-    questions = load_questions(args.file)  # a bad file fails before the model loads
-    report: dict[str, Any] = evaluate(open_retriever(settings), questions, k=args.k)
+    if (args.file is None) == (args.beir is None):
+        raise RagError("give either a questions FILE or --beir DIR")
+    if args.beir is not None:
+        from rag.beir import index_in_memory, load_benchmark
+        from rag.encoders import load_encoders
+        from rag.retrieve import Retriever
+
+        bench = load_benchmark(args.beir)  # a bad folder fails before the model loads
+        encoders = load_encoders(settings, progress=not args.json)
+        retriever = Retriever(settings, encoders, index_in_memory(bench.passages, encoders, progress=not args.json))
+        report: dict[str, Any] = evaluate_benchmark(retriever, bench.queries, bench.qrels, k=args.k)
+    else:
+        questions = load_questions(args.file)  # a bad file fails before the model loads
+        report = evaluate(open_retriever(settings), questions, k=args.k)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 

@@ -42,6 +42,13 @@ class Settings:
     rrf_k: int = 60
     weights_zh: str = "2,0.5,1"
     weights_en: str = "1,1,0.5"
+    # Admin endpoints of `rag serve` (/admin/*): a bearer token, or none (then they answer 403,
+    # except to requests from 127.0.0.1 when admin_allow_localhost is on). A token, when set, is
+    # required from every client. repr=False keeps the token out of logs and tracebacks.
+    admin_token: str = field(default="", repr=False)
+    admin_allow_localhost: bool = False
+    # How often `rag serve` looks at index/CURRENT for a version built by another process; 0 = never.
+    reload_poll_ms: int = 1000
 
     def weights(self, lang: str) -> list[float]:
         """Fusion weights for a question language ("zh" or "en")."""

@@ -15,3 +15,7 @@ class IndexInvalidError(RagError):
 
 class CorpusError(RagError):
     """The corpus folder is missing, empty or unreadable."""
+
+
+class IndexBusyError(RagError):
+    """Another build holds the index lock and the caller chose not to wait."""

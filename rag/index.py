@@ -4,28 +4,38 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
 
     index/
       CURRENT             name of the live version, replaced atomically (write aside, rename)
-      .lock               held (flock) by the one process that is building
+      .lock               held (flock) by the one process that is building; holds its pid
       v<time>-<pid>/      one complete version
-        manifest.json     model, chunking, corpus file hashes, counts, library versions
+        manifest.json     model, chunking, corpus file hashes, counts, library versions, and the
+                          sha256 of every other file here (checked on load)
         passages.jsonl    passages with citations
         embeddings-<role>.npy  passage vectors of each encoder role (primary, second)
+        keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
         dense-<role>.faiss     FAISS inner-product index of each role
         keyword/          bm25s index over jieba tokens
 
-A build writes a new version folder under a temporary name, renames it into place, then points
-CURRENT at it. A build that dies at any point leaves CURRENT on the last good version.
+A build is incremental (see rag/incremental.py): it re-chunks the whole corpus (cheap, and always
+current with the chunker's code), embeds only passages whose embedded text has no cached vector in
+the live version, and rebuilds BM25 in full (its statistics are corpus-wide). It writes the new
+version under a temporary name, renames it into place, then points CURRENT at it; a build that dies
+at any point leaves CURRENT on the last good version, and the next build sweeps up its leftovers.
+
+Test hook: RAG_TEST_PAUSE_AT=<point> makes a build print `paused at <point>` to stderr and sleep
+there, so a test can SIGKILL it at a known place. Points, in order: embedded, writing, written,
+renamed, switched (see PAUSE_POINTS).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,13 +48,19 @@ from rag import dense, keyword
 from rag.chunk import Passage, chunk_document, embedding_text, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
-from rag.errors import CorpusError, IndexInvalidError, IndexMissingError
+from rag.errors import CorpusError, IndexBusyError, IndexInvalidError, IndexMissingError, RagError
+from rag.incremental import DocumentChanges, diff_documents, embedding_identities, embedding_keys, read_previous, save_keys
 from rag.ingest import load_corpus
 from rag.tokenize import tokenize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-file checksums and embedding cache keys in every version
 CURRENT = "CURRENT"
-KEEP_VERSIONS = 2
+PAUSE_POINTS = ("embedded", "writing", "written", "renamed", "switched")
+
+# The encoders themselves, or a function that loads them: a build calls it only when some passage
+# has no cached vector, so deleting a document or re-running on an unchanged corpus loads no model.
+Encoders = Mapping[str, Encoder] | Callable[[], Mapping[str, Encoder]]
+Stage = Callable[[str], None]
 LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "sentence-transformers", "transformers", "torch", "numpy")
 
 
@@ -67,6 +83,16 @@ class BuildReport:
     passages: int
     skipped: list[tuple[str, str]]
     seconds: float
+    changes: DocumentChanges
+    embedded: int  # passages whose vectors were computed (not taken from the live version)
+
+    def summary(self) -> str:
+        """The one line `rag index` prints about what it did."""
+        c = self.changes
+        return (
+            f"added {len(c.added)}, changed {len(c.changed)}, removed {len(c.removed)}, unchanged {len(c.unchanged)} documents; "
+            f"embedded {self.embedded} passages"
+        )
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -82,9 +108,9 @@ def current_version(index_dir: Path) -> Path | None:
     return index_dir / name if name else None
 
 
-def load_index(settings: Settings) -> Index:
-    """Load and check the live version; any problem becomes one error that says to run `rag index`."""
-    path = current_version(settings.index_dir)
+def load_index(settings: Settings, path: Path | None = None) -> Index:
+    """Load and check the live version (or `path`); any problem becomes one error that says to run `rag index`."""
+    path = path or current_version(settings.index_dir)
     if path is None:
         raise IndexMissingError(f"no index in {settings.index_dir}; run `rag index` to build it")
     fix = f"run `rag index --index {settings.index_dir}` to rebuild it"
@@ -92,7 +118,10 @@ def load_index(settings: Settings) -> Index:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexInvalidError(f"index at {path} is unreadable ({exc}); {fix}") from exc
+    if not isinstance(manifest, dict):
+        raise IndexInvalidError(f"index at {path} has a damaged manifest.json; {fix}")
     check_manifest(manifest, settings, fix)
+    check_files(path, manifest, fix)
     try:
         passages = [_passage_from_json(json.loads(line)) for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
         roles = list(manifest["encoders"])
@@ -118,6 +147,21 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> No
         raise IndexInvalidError(f"index was built with models {built_with}, but the configured models are {wanted}; {fix}")
     if manifest.get("chunking") != chunking_config(settings):
         raise IndexInvalidError(f"index was built with chunking {manifest.get('chunking')}, now {chunking_config(settings)}; {fix}")
+
+
+def check_files(path: Path, manifest: dict[str, Any], fix: str) -> None:
+    """Every file must have the bytes the build wrote: a truncated or altered file is caught here,
+    even where numpy or faiss would load it without complaint."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexInvalidError(f"index at {path} lists no file checksums; {fix}")
+    for name, digest in files.items():
+        try:
+            actual = _sha256(path / name)
+        except OSError as exc:
+            raise IndexInvalidError(f"index at {path} is damaged: {name} is unreadable ({exc.strerror}); {fix}") from exc
+        if actual != digest:
+            raise IndexInvalidError(f"index at {path} is damaged: {name} does not match its checksum; {fix}")
 
 
 def encoder_names(settings: Settings) -> dict[str, str]:
@@ -162,59 +206,126 @@ def _passage_to_json(p: Passage) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def writer_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
-    """One builder at a time. flock is released by the OS when the holder dies, so it never goes stale."""
+def writer_lock(index_dir: Path, wait: bool = True, on_wait: Stage | None = None) -> Iterator[None]:
+    """One builder at a time. flock is released by the OS when the holder dies, so it never goes stale;
+    the holder's pid is written into the file only to make the waiting message useful."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
             if not wait:
-                raise CorpusError(f"another `rag index` is building {index_dir}; try again when it finishes") from None
-            print(f"waiting for another `rag index` to finish with {index_dir} ...", file=sys.stderr)
+                raise IndexBusyError(
+                    f"another build (pid {holder}) is writing {index_dir}; run again when it finishes, or without --no-wait to wait for it"
+                ) from None
+            message = f"waiting for another build (pid {holder}) to finish writing {index_dir} ..."
+            if on_wait is None:
+                print(message, file=sys.stderr, flush=True)
+            else:
+                on_wait(message)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_index(settings: Settings, encoders: dict[str, Encoder], progress: bool = True) -> BuildReport:
-    """Chunk, embed and index the whole corpus into a new version, then switch to it."""
-    with writer_lock(settings.index_dir):
-        return _build(settings, encoders, progress)
+def build_index(
+    settings: Settings,
+    encoders: Encoders,
+    progress: bool = True,
+    *,
+    full: bool = False,
+    wait: bool = True,
+    stage: Stage | None = None,
+) -> BuildReport:
+    """Bring the index up to date with the corpus in a new version, then switch to it.
+
+    Incremental unless `full`: vectors of passages whose embedded text is unchanged are copied from
+    the live version. `wait=False` raises IndexBusyError instead of waiting for another build.
+    `stage` hears what the build is doing (for progress reports).
+    """
+    report = stage or (lambda _: None)
+    with writer_lock(settings.index_dir, wait=wait, on_wait=stage):
+        return _build(settings, _loader(encoders), progress, full, report)
 
 
-def _build(settings: Settings, encoders: dict[str, Encoder], progress: bool) -> BuildReport:
+def _loader(encoders: Encoders) -> Callable[[], Mapping[str, Encoder]]:
+    """Call the encoder factory at most once."""
+    if not callable(encoders):
+        return lambda: encoders
+    loaded: list[Mapping[str, Encoder]] = []
+
+    def load() -> Mapping[str, Encoder]:
+        if not loaded:
+            loaded.append(encoders())
+        return loaded[0]
+
+    return load
+
+
+def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], progress: bool, full: bool, stage: Stage) -> BuildReport:
     started = time.perf_counter()
+    stage("reading the corpus")
     docs, skipped = load_corpus(settings.corpus_dir)
     for item in skipped:
         print(f"skipped {item.id}: {item.reason}", file=sys.stderr)
     if not docs:
         raise CorpusError(f"no readable .txt or .md documents in {settings.corpus_dir}; add some and run `rag index` again")
+    identities = embedding_identities(settings)
+    live = current_version(settings.index_dir)
+    previous = read_previous(live, identities, FORMAT_VERSION, reuse=not full)
+    if previous.note:
+        print(f"note: {previous.note}", file=sys.stderr)
+    changes = diff_documents(previous.files, {d.id: d.sha256 for d in docs})
+
+    stage("chunking")
     passages = [p for doc in docs for p in chunk_document(doc.id, doc.text, settings.max_chars)]
     if not passages:
         raise CorpusError(f"the documents in {settings.corpus_dir} contain no text to index")
-
     texts = [embedding_text(p) for p in passages]
-    vectors = {role: enc.encode_passages(texts, progress=progress) for role, enc in encoders.items()}
+    vectors: dict[str, np.ndarray] = {}
+    keys: dict[str, list[bytes]] = {}
+    embedded = 0
+    for role, identity in identities.items():
+        keys[role] = embedding_keys(identity, texts)
+        todo = previous.missing(role, keys[role], texts)
+        new = None
+        if todo:
+            stage(f"embedding {len(todo)} of {len(passages)} passages ({role})")
+            encoder = _encoder(encoders(), role, settings)
+            new = encoder.encode_passages(list(todo.values()), progress=progress)
+        vectors[role] = previous.assemble(role, keys[role], list(todo), new)
+        embedded = max(embedded, len(todo))
+    _pause("embedded")
+
+    stage(f"indexing keywords of {len(passages)} passages")
     tokens = [tokenize(keyword_text(p)) for p in passages]
 
+    stage("writing the new version")
     name = f"v{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
     tmp = settings.index_dir / f".tmp-{name}"
+    final = settings.index_dir / name
     tmp.mkdir(parents=True)
     try:
         with open(tmp / "passages.jsonl", "w", encoding="utf-8") as f:
             for p in passages:
                 f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
+        _pause("writing")
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
+            save_keys(keys[role], tmp / f"keys-{role}.npy")
             dense.save(dense.build(matrix), tmp / f"dense-{role}.faiss")
         keyword.save(keyword.build(tokens), tmp / "keyword")
         manifest = {
             "format_version": FORMAT_VERSION,
-            "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
-            "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
+            "model": {"name": settings.model, "dim": int(vectors[PRIMARY].shape[1])},
+            "encoders": {role: {"name": n, "dim": int(vectors[role].shape[1])} for role, n in encoder_names(settings).items()},
             "chunking": chunking_config(settings),
             "dense_index": "IndexFlatIP",
             "keyword_index": "bm25s over jieba search-mode tokens",
@@ -222,20 +333,46 @@ def _build(settings: Settings, encoders: dict[str, Encoder], progress: bool) -> 
             "skipped": {s.id: s.reason for s in skipped},
             "documents": len(docs),
             "passages": len(passages),
+            "build": {"full": full, "embedded": embedded, "previous": live.name if live else None},
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - started, 3),
             "versions": _library_versions(),
+            "files": _checksums(tmp),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
         _fsync_tree(tmp)
-        final = settings.index_dir / name
+        _pause("written")
         os.replace(tmp, final)
+        _fsync_dir(settings.index_dir)
+        _pause("renamed")
+        stage("switching to the new version")
         _point_current(settings.index_dir, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if current_version(settings.index_dir) != final:
+            shutil.rmtree(final, ignore_errors=True)
         raise
-    _remove_old_versions(settings.index_dir, keep=name)
-    return BuildReport(final, len(docs), len(passages), [(s.id, s.reason) for s in skipped], time.perf_counter() - started)
+    _pause("switched")
+    _remove_old_versions(settings.index_dir, keep={name, live.name if live else name})
+    seconds = time.perf_counter() - started
+    return BuildReport(final, len(docs), len(passages), [(s.id, s.reason) for s in skipped], seconds, changes, embedded)
+
+
+def _encoder(encoders: Mapping[str, Encoder], role: str, settings: Settings) -> Encoder:
+    """The encoder of `role`, which must be the model the settings (and so the cache keys) name."""
+    wanted = encoder_names(settings)[role]
+    encoder = encoders.get(role)
+    if encoder is None or encoder.name != wanted:
+        found = encoder.name if encoder is not None else None
+        raise RagError(f"the {role} encoder is {found!r} but the settings name {wanted!r}")
+    return encoder
+
+
+def _pause(point: str) -> None:
+    """Test hook (RAG_TEST_PAUSE_AT): stop the build here so a test can kill it at a known point."""
+    if os.environ.get("RAG_TEST_PAUSE_AT") == point:
+        print(f"paused at {point}", file=sys.stderr, flush=True)
+        time.sleep(3600)
 
 
 def _point_current(index_dir: Path, name: str) -> None:
@@ -249,14 +386,30 @@ def _point_current(index_dir: Path, name: str) -> None:
     _fsync_dir(index_dir)
 
 
-def _remove_old_versions(index_dir: Path, keep: str) -> None:
-    """Keep the live version and the one before it (a reader may still hold it); drop older ones."""
-    versions = sorted((p for p in index_dir.iterdir() if p.is_dir() and p.name.startswith("v")), key=lambda p: p.name)
-    old = [p for p in versions if p.name != keep][: -(KEEP_VERSIONS - 1) or None]
-    for path in old:
-        shutil.rmtree(path, ignore_errors=True)
-    for stale in index_dir.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
+    """Keep the live version and the one it replaced (a reader may still be loading it); drop the
+    rest, including leftovers of builds that were killed (temporary folders, never-switched versions)."""
+    for path in index_dir.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and (path.name.startswith("v") or path.name.startswith(".tmp-")):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(f".{CURRENT}.tmp-"):
+            path.unlink(missing_ok=True)
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file of a version (but the manifest, which holds them), by relative path."""
+    files = (p for p in sorted(root.rglob("*")) if p.is_file() and p != root / "manifest.json")
+    return {p.relative_to(root).as_posix(): _sha256(p) for p in files}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_tree(root: Path) -> None:

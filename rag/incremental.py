@@ -1,0 +1,132 @@
+"""What an incremental build may take from the live version: the document diff and cached vectors.
+
+Documents are compared by the sha256 of their bytes (the manifest keeps one per document id).
+Vectors are reused per passage, keyed by sha256(model identity + embedded text): a passage whose
+embedded text (section path + text) is unchanged keeps its vector even if its document changed
+or was renamed, and a change of model or passage prompt changes every key, so nothing stale is
+ever reused. Anything unexpected in the previous version (missing file, checksum mismatch, other
+format) means "reuse nothing", never a failed build: the cache is an optimisation, not a source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.config import Settings
+from rag.encoders import PRIMARY, SECOND
+
+KEY_DTYPE = "S64"  # hex sha256; hex never contains NUL, which numpy's bytes dtype would strip
+
+
+@dataclass
+class DocumentChanges:
+    """Document ids by what happened to them since the live version (a rename is removed + added)."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
+def diff_documents(before: dict[str, str], after: dict[str, str]) -> DocumentChanges:
+    """Compare two {document id: content sha256} maps."""
+    return DocumentChanges(
+        added=sorted(set(after) - set(before)),
+        changed=sorted(d for d in after if d in before and before[d] != after[d]),
+        removed=sorted(set(before) - set(after)),
+        unchanged=sorted(d for d in after if before.get(d) == after[d]),
+    )
+
+
+def embedding_identities(settings: Settings) -> dict[str, str]:
+    """Per encoder role, everything besides the text that decides a passage vector."""
+    out = {PRIMARY: f"{settings.model}\n{settings.passage_prompt}"}
+    if settings.second_model:
+        out[SECOND] = f"{settings.second_model}\n"
+    return out
+
+
+def embedding_keys(identity: str, texts: list[str]) -> list[bytes]:
+    prefix = identity.encode("utf-8") + b"\0"
+    return [hashlib.sha256(prefix + t.encode("utf-8")).hexdigest().encode("ascii") for t in texts]
+
+
+def save_keys(keys: list[bytes], path: Path) -> None:
+    np.save(path, np.array(keys, dtype=KEY_DTYPE), allow_pickle=False)
+
+
+@dataclass
+class Previous:
+    """The live version as seen by the next build: its document hashes and reusable vectors."""
+
+    path: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)  # document id -> sha256
+    vectors: dict[str, tuple[dict[bytes, int], np.ndarray]] = field(default_factory=dict)  # role -> (key -> row, matrix)
+    note: str | None = None  # why vectors are not reused, for the user
+
+    def missing(self, role: str, keys: list[bytes], texts: list[str]) -> dict[bytes, str]:
+        """The texts to embed for `role`: those whose key has no cached vector, each once, in order."""
+        rows = self.vectors.get(role, ({}, None))[0]
+        todo: dict[bytes, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in rows and key not in todo:
+                todo[key] = text
+        return todo
+
+    def assemble(self, role: str, keys: list[bytes], new_keys: list[bytes], new: np.ndarray | None) -> np.ndarray:
+        """One row per key: the cached vector where there is one, else the freshly embedded one."""
+        rows, cached = self.vectors.get(role, ({}, None))
+        fresh = {k: i for i, k in enumerate(new_keys)}
+        dim = new.shape[1] if new is not None and len(new) else cached.shape[1]  # type: ignore[union-attr]
+        out = np.empty((len(keys), dim), dtype=np.float32)
+        from_cache = [i for i, k in enumerate(keys) if k in rows]
+        from_fresh = [i for i, k in enumerate(keys) if k not in rows]
+        if from_cache:
+            out[from_cache] = cached[[rows[keys[i]] for i in from_cache]]  # type: ignore[index]
+        if from_fresh:
+            out[from_fresh] = new[[fresh[keys[i]] for i in from_fresh]]  # type: ignore[index]
+        return out
+
+
+def read_previous(version: Path | None, roles: dict[str, str], format_version: int, reuse: bool) -> Previous:
+    """Read what the next build can use from `version`; problems become a note, never an error."""
+    if version is None:
+        return Previous()
+    try:
+        manifest: dict[str, Any] = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+        files = dict(manifest["corpus"]["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Previous(version, note=f"the live index at {version} is unreadable ({exc}); embedding every passage")
+    previous = Previous(version, files)
+    if not reuse:
+        return previous
+    if manifest.get("format_version") != format_version:
+        previous.note = f"the live index has format {manifest.get('format_version')!r}, not {format_version}; embedding every passage"
+        return previous
+    checksums = manifest.get("files", {})
+    for role in roles:
+        try:
+            keys = _verified_load(version, f"keys-{role}.npy", checksums)
+            matrix = _verified_load(version, f"embeddings-{role}.npy", checksums)
+            if keys.ndim != 1 or matrix.ndim != 2 or len(keys) != len(matrix):
+                raise ValueError(f"shapes {keys.shape} and {matrix.shape} do not match")
+        except (OSError, ValueError) as exc:
+            previous.note = f"cached {role} vectors in {version} not reused ({exc}); embedding those passages again"
+            continue
+        previous.vectors[role] = ({k: i for i, k in enumerate(keys.tolist())}, matrix)
+    return previous
+
+
+def _verified_load(version: Path, name: str, checksums: dict[str, str]) -> np.ndarray:
+    """np.load, but only of a file whose bytes match the manifest's checksum."""
+    data = (version / name).read_bytes()
+    if checksums.get(name) != hashlib.sha256(data).hexdigest():
+        raise ValueError(f"{name} does not match its checksum")
+    return np.load(io.BytesIO(data), allow_pickle=False)
