@@ -126,7 +126,9 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="*", default=sorted(p.name for p in DATA.iterdir() if (p / "qrels.tsv").exists()) if DATA.exists() else [])
+    parser.add_argument(
+        "--sets", nargs="*", default=sorted(p.name for p in DATA.iterdir() if (p / "qrels.tsv").exists()) if DATA.exists() else []
+    )
     parser.add_argument("--limit", type=int, help="score only the first N queries of each public set")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/quality.md alone")
     args = parser.parse_args()
