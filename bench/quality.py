@@ -54,19 +54,15 @@ def shipped(settings: Settings) -> Fuse:
 
 def run(retriever: Retriever, queries: dict[str, str], relevant: dict[str, set[str]], configs: dict[str, Fuse]) -> dict[str, dict]:
     """Metrics of every configuration over the same per-signal rankings."""
-    index, vocab = retriever.index, frozenset(index_vocabulary(retriever))
+    index = retriever.index
     ranked: dict[str, dict[str, list[str]]] = {name: {} for name in configs}
     for qid, text in queries.items():
-        rankings = retriever.rankings(text, index, vocab)
+        rankings = retriever.rankings(text, index)
         lang = detect_language(text)
         for name, fuse in configs.items():
             ranked[name][qid] = [str(i) for i in fuse(rankings, lang).ids[:10].tolist()]
     ids = [q for q in queries if relevant.get(q)]
     return {name: score(ranked[name], relevant, ids, 10) for name in configs}
-
-
-def index_vocabulary(retriever: Retriever) -> set[str]:
-    return set(retriever.index.keyword.vocab_dict)
 
 
 def beir_rows(settings: Settings, names: list[str], limit: int | None) -> list[tuple[str, int, int, dict[str, dict]]]:

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,11 @@ class Index:
     embeddings: dict[str, np.ndarray]  # by encoder role
     dense: dict[str, Any]  # faiss.Index by encoder role
     keyword: Any  # bm25s.BM25
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every keyword token of the corpus; English expansion keeps only translations in it."""
+        return frozenset(self.keyword.vocab_dict)
 
 
 @dataclass

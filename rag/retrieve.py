@@ -8,7 +8,6 @@ question's language (docs/quality.md has the measurements behind them).
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 from rag import dense, keyword
@@ -36,8 +35,7 @@ class Retriever:
         self.settings = settings
         self.encoders = encoders
         self._index = index
-        self._vocabulary = frozenset(index.keyword.vocab_dict)
-        self._swap_lock = threading.Lock()
+        _ = index.vocabulary  # computed once per index, before its first search
         reverse_cedict()  # build the dictionary now (~3 s) rather than inside the first English search
 
     @property
@@ -45,21 +43,21 @@ class Retriever:
         return self._index
 
     def swap(self, index: Index) -> None:
-        """Atomic for readers: a search keeps the index object it started with."""
-        with self._swap_lock:
-            self._index, self._vocabulary = index, frozenset(index.keyword.vocab_dict)
+        """Atomic for readers: one attribute assignment, and a search keeps the index it started with."""
+        _ = index.vocabulary
+        self._index = index
 
-    def keyword_tokens(self, question: str, vocabulary: frozenset[str]) -> list[str]:
+    def keyword_tokens(self, question: str, index: Index) -> list[str]:
         """jieba tokens, plus Chinese translations of English words that the corpus contains."""
         tokens = tokenize(question)
         if has_latin_words(question):
-            tokens += expand_english(question, vocabulary=vocabulary)
+            tokens += expand_english(question, vocabulary=index.vocabulary)
         return tokens
 
-    def rankings(self, question: str, index: Index, vocabulary: frozenset[str], keywords: list[str] | None = None) -> list[Ranking]:
+    def rankings(self, question: str, index: Index, keywords: list[str] | None = None) -> list[Ranking]:
         """Each signal's own candidates, best first: primary dense, second dense, keyword."""
         depth = self.settings.candidates
-        keywords = self.keyword_tokens(question, vocabulary) if keywords is None else keywords
+        keywords = self.keyword_tokens(question, index) if keywords is None else keywords
         out = []
         for role in (PRIMARY, SECOND):
             if role in self.encoders:
@@ -71,9 +69,9 @@ class Retriever:
         return out
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
-        index, vocabulary = self._index, self._vocabulary
-        keywords = self.keyword_tokens(question, vocabulary)
-        rankings = self.rankings(question, index, vocabulary, keywords)
+        index = self._index
+        keywords = self.keyword_tokens(question, index)
+        rankings = self.rankings(question, index, keywords)
         weights = self.settings.weights(detect_language(question))
         if self.settings.fusion == "rrf":
             fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
