@@ -323,17 +323,20 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             for p in passages:
                 f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
         _pause("writing")
+        dense_kinds = {}
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
             save_keys(keys[role], tmp / f"keys-{role}.npy")
-            dense.save(dense.build(matrix), tmp / f"dense-{role}.faiss")
+            built = dense.build(matrix)  # exact below 50k passages, IVF above (docs/performance.md)
+            dense.save(built, tmp / f"dense-{role}.faiss")
+            dense_kinds[role] = dense.describe(built)
         keyword.save(keyword.build(tokens), tmp / "keyword")
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": {"name": settings.model, "dim": int(vectors[PRIMARY].shape[1])},
             "encoders": {role: {"name": n, "dim": int(vectors[role].shape[1])} for role, n in encoder_names(settings).items()},
             "chunking": chunking_config(settings),
-            "dense_index": "IndexFlatIP",
+            "dense_index": dense_kinds,
             "keyword_index": "bm25s over jieba search-mode tokens",
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},
             "skipped": {s.id: s.reason for s in skipped},

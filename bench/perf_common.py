@@ -1,0 +1,176 @@
+"""Helpers shared by bench/perf_*.py: load check, percentiles, RSS, docs/performance.md sections."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench/perf:start -->", "<!-- bench/perf:end -->"
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def load_line() -> str:
+    return f"load average (1 min) {loadavg():.2f} at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC"
+
+
+def wait_quiet(threshold: float = 0.5, poll_s: float = 30.0, max_wait_s: float = 900.0) -> float:
+    """Wait until the 1-minute load average is below threshold (or give up); return the load."""
+    deadline = time.monotonic() + max_wait_s
+    while (load := loadavg()) >= threshold and time.monotonic() < deadline:
+        print(f"load {load:.2f} >= {threshold}; waiting {poll_s:.0f} s", flush=True)
+        time.sleep(poll_s)
+    return load
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def hwm_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+    return pct(values, 50), pct(values, 95), pct(values, 99)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_section(key: str, title: str, body: str) -> None:
+    """Replace (or append) one `### title` subsection inside this benchmark's marked block of the doc.
+
+    Only the text between START and END is ours; another engineer's sections stay untouched.
+    """
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
+    if START not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n## Query path, throughput, cold start and scale (`bench/perf_*.py`)\n\n{END}\n"
+    head, rest = text.split(START, 1)
+    block, tail = rest.split(END, 1)
+    sub_start, sub_end = f"<!-- perf:{key}:start -->", f"<!-- perf:{key}:end -->"
+    new = f"{sub_start}\n### {title}\n\n{body.strip()}\n{sub_end}"
+    if sub_start in block:
+        block = re.sub(re.escape(sub_start) + r".*?" + re.escape(sub_end), lambda _: new, block, flags=re.S)
+    else:
+        block = block.rstrip("\n") + "\n\n" + new + "\n"
+    DOC.write_text(head + START + block + END + tail, encoding="utf-8")
+
+
+def env_threads() -> str:
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAG_PERF_TORCH_THREADS")
+    return ", ".join(f"{k}={os.environ[k]}" for k in keys if k in os.environ) or "no thread env vars"
+
+
+# --- a real `rag serve` subprocess on 127.0.0.1 -------------------------------------------------------
+
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import urllib.request  # noqa: E402
+
+#: How the server is started: `plain` is `rag serve` as shipped; `torch1` sets torch.set_num_threads(1)
+#: before serving (the start-up change recommended for rag/cli.py, applied here as a local patch).
+LAUNCHERS = {
+    "plain": "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))",
+    "torch1": (
+        "import torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)\n"
+        "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
+    ),
+    # torch1, plus at most 2 searches at once (one per core): the other requests wait in the thread pool
+    # instead of fighting for the cores (the change recommended for rag/api.py `_answer`).
+    "torch1_sem2": (
+        "import threading, torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)\n"
+        "from rag.retrieve import Retriever\n"
+        "_gate = threading.BoundedSemaphore(2); _search = Retriever.search\n"
+        "def search(self, question, top_k=5):\n"
+        "    with _gate:\n"
+        "        return _search(self, question, top_k)\n"
+        "Retriever.search = search\n"
+        "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    variant: str = "plain", env: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start a server, wait for its first answered /search; return (process, base url, seconds to first answer)."""
+    port = free_port()
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_RELOAD_POLL_MS": "0", **(env or {})}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHERS[variant].format(port=port)], cwd=ROOT, env=full_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"question": "外国人可以用哪些证件绑定医保电子凭证", "top_k": 5}).encode()
+    while time.perf_counter() - t0 < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            req = urllib.request.Request(base + "/search", data=body, headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+            return proc, base, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("server did not answer in time")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def questions(n_each: int = 20) -> list[str]:
+    """A fixed set: the first n_each Chinese and n_each English questions of tests/data/questions.jsonl, interleaved."""
+    zh, en = [], []
+    with open(ROOT / "tests" / "data" / "questions.jsonl", encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            (zh if q["lang"] == "zh" else en).append(q["question"])
+    out = []
+    for a, b in zip(zh[:n_each], en[:n_each], strict=False):
+        out += [a, b]
+    return out

@@ -1,0 +1,149 @@
+"""Query path: where a warm search spends its time, in process and over HTTP.
+
+In process (this interpreter, the live index): per question, each stage timed on its own, in the order
+`Retriever.search` runs them: keyword tokens (jieba + CC-CEDICT expansion), e5 query embedding,
+USE query embedding, the two FAISS searches, BM25, fusion, hits + response model, JSON serialisation.
+"bare embedding" = e5 + USE query embedding (the floor). Then the whole `Retriever.search`.
+Over HTTP: sequential POST /search to a real `rag serve` subprocess on 127.0.0.1 (keep-alive client),
+for each server variant (see perf_common.LAUNCHERS).
+
+    .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,torch1] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http.client
+
+from perf_common import load_line, median, questions, start_server, stop_server, summary, table, write_section
+
+STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search", "fusion", "hits+response", "serialise"]
+
+
+def in_process(rounds: int, torch_threads: int | None) -> tuple[dict[str, list[float]], list[float], list[float]]:
+    import numpy as np
+
+    from rag import dense, keyword
+    from rag.cli import open_retriever
+    from rag.config import Settings
+    from rag.encoders import PRIMARY, SECOND
+    from rag.fusion import zscore
+    from rag.highlight import best_sentence
+    from rag.retrieve import Hit
+    from rag.schema import to_response
+    from rag.tokenize import detect_language
+
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    settings = Settings.from_env()
+    r = open_retriever(settings, build_if_missing=False)
+    qs = questions()
+    stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    bare: list[float] = []
+    whole: list[float] = []
+    for q in qs[:4]:
+        r.search(q)  # warm-up
+    for _ in range(rounds):
+        for q in qs:
+            index = r.index
+            t0 = time.perf_counter()
+            kw = r.keyword_tokens(q, index)
+            t1 = time.perf_counter()
+            v1 = r.encoders[PRIMARY].encode_queries([q])[0]
+            t2 = time.perf_counter()
+            v2 = r.encoders[SECOND].encode_queries([q])[0]
+            t3 = time.perf_counter()
+            rk = [dense.search(index.dense[PRIMARY], v1, settings.candidates), dense.search(index.dense[SECOND], v2, settings.candidates)]
+            t4 = time.perf_counter()
+            rk.append(keyword.search(index.keyword, kw, settings.candidates))
+            t5 = time.perf_counter()
+            fused = zscore(rk, settings.weights(detect_language(q)))
+            t6 = time.perf_counter()
+            hits = [
+                Hit(i + 1, float(s), index.passages[p], best_sentence(index.passages[p], kw))
+                for i, (p, s) in enumerate(zip(fused.ids[:5].tolist(), fused.scores[:5].tolist(), strict=True))
+            ]
+            resp = to_response(q, hits, 0.0)
+            t7 = time.perf_counter()
+            resp.model_dump_json()
+            t8 = time.perf_counter()
+            for name, a, b in zip(STAGES, [t0, t1, t2, t3, t4, t5, t6, t7], [t1, t2, t3, t4, t5, t6, t7, t8], strict=True):
+                stage[name].append((b - a) * 1000)
+            bare.append((t3 - t1) * 1000)
+            t = time.perf_counter()
+            r.search(q)
+            whole.append((time.perf_counter() - t) * 1000)
+    del np
+    return stage, bare, whole
+
+
+def http_round_trips(base: str, rounds: int) -> list[float]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    qs = questions()
+    out = []
+    for i in range(rounds * len(qs) + 4):
+        body = json.dumps({"question": qs[i % len(qs)], "top_k": 5})
+        t = time.perf_counter()
+        conn.request("POST", "/search", body=body, headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if i >= 4:
+            out.append((time.perf_counter() - t) * 1000)
+        assert resp.status == 200, resp.status
+    conn.close()
+    return out
+
+
+def fmt(v: tuple[float, float, float]) -> list[str]:
+    return [f"{x:.1f}" for x in v]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="passes over the 40 questions")
+    parser.add_argument("--variants", default="plain,torch1")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads for the in-process part (0: default)")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    load_before = load_line()
+    stage, bare, whole = in_process(args.rounds, args.torch_threads or None)
+    rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
+    rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
+    rows.append(["**Retriever.search (whole, in process)**", *fmt(summary(whole))])
+    floor = median(bare)
+    http_rows = []
+    for variant in args.variants.split(","):
+        proc, base, _ = start_server(variant)
+        try:
+            rt = http_round_trips(base, args.rounds)
+        finally:
+            stop_server(proc)
+        p50, p95, p99 = summary(rt)
+        http_rows.append([f"HTTP POST /search, server `{variant}`", *fmt((p50, p95, p99)), f"{p50 / floor:.2f}x / {p99 / floor:.2f}x"])
+    n = len(bare)
+    text = (
+        f"{n} warm queries in process ({n // 2} Chinese, {n // 2} English questions from tests/data/questions.jsonl, top_k=5; "
+        f"in-process torch threads: {args.torch_threads or 'default'}), then the same over HTTP. "
+        f"Before: {load_before}; after: {load_line()}.\n\n"
+        + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
+        + "\n\n"
+        + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
+        + "\n\nServer `plain` is `rag serve` as shipped; `torch1` calls `torch.set_num_threads(1)` before it (local patch).\n"
+    )
+    print(text)
+    if args.write:
+        write_section("query", "Query path: stages and HTTP round trip (`bench/perf_query.py`)", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
