@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port, rag_process, wait_until_healthy
 
 from rag.config import Settings
 from rag.encoders import Encoder, load_encoders
@@ -43,50 +40,26 @@ def retriever(settings: Settings, encoders: dict[str, Encoder]) -> Retriever:
     return Retriever(settings, encoders, load_index(settings))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server(retriever: Retriever, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A real server over the session's index (built by the retriever fixture)."""
-    port = _free_port()
+    """A real `rag serve` process over the session's index (built by the retriever fixture)."""
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rag.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--corpus",
-                str(settings.corpus_dir),
-                "--index",
-                str(settings.index_dir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = rag_process(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--corpus",
+        str(settings.corpus_dir),
+        "--index",
+        str(settings.index_dir),
+        log=log,
+    )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not start: {log.read_text()}")
-            time.sleep(0.3)
+        wait_until_healthy(client, proc, log)
         yield client
     finally:
         client.close()
