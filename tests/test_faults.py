@@ -28,7 +28,6 @@ from rag.retrieve import Retriever
 pytestmark = pytest.mark.slow
 
 
-
 def _change_without_new_text(corpus: Path) -> None:
     (corpus / "pharmacy.txt").unlink()
     (corpus / "guide.txt").rename(corpus / "handbook.txt")
@@ -47,9 +46,7 @@ def _index_args(s: Settings, *extra: str) -> list[str]:
     return ["index", "--corpus", str(s.corpus_dir), "--index", str(s.index_dir), "--quiet", *extra]
 
 
-def test_sigkill_at_any_point_of_a_build_leaves_the_last_good_index(
-    small: Settings, encoders: dict[str, Encoder], tmp_path: Path
-) -> None:
+def test_sigkill_at_any_point_of_a_build_leaves_the_last_good_index(small: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     good = build_index(small, encoders, progress=False)
     _change_without_new_text(small.corpus_dir)
     # one killed build per pause point, all started at once, each on its own copy of the index
