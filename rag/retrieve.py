@@ -36,7 +36,7 @@ class Retriever:
         self.encoders = encoders
         self._index = index
         _ = index.vocabulary  # computed once per index, before its first search
-        reverse_cedict()  # build the dictionary now (~3 s) rather than inside the first English search
+        reverse_cedict(settings.cache_dir)  # load it now rather than inside the first English search
 
     @property
     def index(self) -> Index:

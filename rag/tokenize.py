@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 
 import jieba
@@ -35,12 +34,10 @@ def _jieba() -> jieba.Tokenizer:
     return tokenizer
 
 
-def add_words(words: Iterable[str]) -> None:
-    """Teach the segmenter domain terms (e.g. 医保电子凭证) so they stay whole tokens."""
-    tk = _jieba()
-    for word in words:
-        if word.strip():
-            tk.add_word(word.strip(), freq=None)
+def word_frequencies() -> dict[str, int]:
+    """jieba's dictionary counts (word -> frequency); 0 or absent for words it does not know."""
+    freq: dict[str, int] = _jieba().FREQ
+    return freq
 
 
 def tokenize(text: str) -> list[str]:

@@ -39,5 +39,5 @@ def load_encoders(settings: Settings, progress: bool = True) -> dict[str, Encode
             raise RagError(f"unknown RAG_SECOND_MODEL {settings.second_model!r}; use 'use-multilingual' or '' (off)")
         from rag.encoders.use import USEEncoder
 
-        encoders[SECOND] = USEEncoder()
+        encoders[SECOND] = USEEncoder(cache_dir=settings.cache_dir)
     return encoders

@@ -11,33 +11,38 @@ import numpy as np
 from rag.config import DEFAULT_MODEL, Settings
 from rag.errors import RagError
 
+QUERY_ENGINES = ("auto", "sentence-transformers")
+
 
 class SentenceEncoder:
-    """Wraps SentenceTransformer with e5's `query: ` / `passage: ` prompts; never touches the network."""
+    """A sentence-transformers folder with e5's `query: ` / `passage: ` prompts; never touches the network.
 
-    def __init__(self, name: str, path: str, query_prompt: str, passage_prompt: str, batch_size: int = 32):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+    Passages go through `SentenceTransformer`, loaded on first use. Queries of a plain BERT
+    mean-pooling folder go through `NumpyBert` (same vectors, no torch import: a server starts ~5 s
+    sooner, docs/performance.md); any other folder's queries go through sentence-transformers too.
+    """
 
-        hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for users
-
-        try:
-            self.model: Any = SentenceTransformer(path, device="cpu", local_files_only=True)
-        except Exception as exc:  # the library raises many types for "not found locally"
-            raise RagError(
-                f"cannot load embedding model {name!r} from {path}: {exc}. "
-                "Set RAG_MODEL to a local sentence-transformers folder, or unset it to use the bundled e5."
-            ) from exc
+    def __init__(self, name: str, path: str, query_prompt: str, passage_prompt: str, batch_size: int = 32, query_engine: str = "auto"):
+        if query_engine not in QUERY_ENGINES:
+            raise RagError(f"unknown RAG_QUERY_ENGINE {query_engine!r}; use one of {', '.join(QUERY_ENGINES)}")
         self.name = name
-        dim = self.model.get_embedding_dimension()
-        self.dim = int(dim) if dim is not None else 0
+        self.path = path
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
         self.batch_size = batch_size
-        # sentence-transformers 5.x renamed `tokenize` to `preprocess` (the old name warns)
-        self._preprocess: Any = getattr(self.model, "preprocess", None) or self.model.tokenize
+        self._model: Any = None
+        self._numpy: Any = None
+        from rag.encoders import bert_numpy
+
+        if query_engine == "auto" and bert_numpy.supports(Path(path)):
+            try:
+                self._numpy = bert_numpy.NumpyBert(Path(path))
+            except (OSError, ValueError, KeyError) as exc:
+                raise RagError(f"cannot load embedding model {name!r} from {path}: {exc}") from exc
+            self.dim = self._numpy.dim
+        else:
+            dim = self.model.get_embedding_dimension()
+            self.dim = int(dim) if dim is not None else 0
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: bool = True) -> SentenceEncoder:
@@ -47,7 +52,26 @@ class SentenceEncoder:
             path = str(ensure_model(settings.cache_dir, progress=progress))
         else:
             path = str(Path(settings.model).expanduser()) if Path(settings.model).expanduser().exists() else settings.model
-        return cls(settings.model, path, settings.query_prompt, settings.passage_prompt, settings.batch_size)
+        return cls(settings.model, path, settings.query_prompt, settings.passage_prompt, settings.batch_size, settings.query_engine)
+
+    @property
+    def model(self) -> Any:
+        """The SentenceTransformer, loaded on first use (imports torch and transformers: ~5 s)."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for users
+            try:
+                self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+            except Exception as exc:  # the library raises many types for "not found locally"
+                raise RagError(
+                    f"cannot load embedding model {self.name!r} from {self.path}: {exc}. "
+                    "Set RAG_MODEL to a local sentence-transformers folder, or unset it to use the bundled e5."
+                ) from exc
+        return self._model
 
     def _encode(self, texts: list[str], prompt: str, progress: bool) -> np.ndarray:
         vectors = self.model.encode(
@@ -61,17 +85,19 @@ class SentenceEncoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Queries (few, short) go straight through the model's modules: `SentenceTransformer.encode`
-        adds ~2.5 ms of bookkeeping per call (length sorting, batching, device moves), about 10% of a
-        query's e5 time on 2 cores (bench/perf_query.py). Same vectors (max difference ~1e-8)."""
+        """Queries (few, short): numpy when the folder allows it, else straight through the model's
+        modules (`SentenceTransformer.encode` adds ~2.5 ms of bookkeeping per call)."""
+        prompted = [self.query_prompt + t for t in texts]
+        if self._numpy is not None and len(texts) <= self.batch_size:
+            return np.asarray(self._numpy.encode(prompted), dtype=np.float32).reshape(len(texts), self.dim)
         if not texts or len(texts) > self.batch_size:
             return self._encode(texts, self.query_prompt, progress=False)
         import torch
 
-        prompted = [self.query_prompt + t for t in texts]
-        features = self._preprocess(prompted)
+        model = self.model
+        preprocess = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 5
         with torch.inference_mode():
-            vectors = self.model(features)["sentence_embedding"]
+            vectors = model(preprocess(prompted))["sentence_embedding"]
         return np.asarray(vectors.float().numpy(), dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
