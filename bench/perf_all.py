@@ -28,6 +28,7 @@ def main() -> int:
         ["perf_query.py", "--rounds", "2" if args.quick else "5"],
         ["perf_load.py", "--repeats", "1" if args.quick else "3", "--requests", "100" if args.quick else "200", "--seconds", "15"],
         ["perf_cold.py", "--repeats", "1" if args.quick else "3"],
+        ["perf_build.py", "--repeats", "1" if args.quick else "3", "--documents", "30" if args.quick else "150"],
         ["perf_scale.py", "--sizes", "10000,100000" if args.quick else "10000,100000,1000000"],
     ]
     for cmd in runs:

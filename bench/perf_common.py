@@ -101,12 +101,12 @@ import urllib.request  # noqa: E402
 _SERVE = "from rag.cli import main; raise SystemExit(main(['serve', '--host', '127.0.0.1', '--port', '{port}']))"
 
 #: How the server is started. `plain` is `rag serve` as shipped (queries through the numpy e5 path,
-#: one BLAS thread per search, at most one search per core). `blas2` leaves BLAS at its default
-#: (2 threads per search). `st` embeds queries with sentence-transformers (torch, one thread), the
-#: query path shipped before the numpy one.
+#: BLAS threads at their default, at most one search per core). `blas1` limits numpy's BLAS to one
+#: thread (what one search per core would suggest). `st` embeds queries with sentence-transformers
+#: (torch, one thread per search), the query path shipped before the numpy one.
 LAUNCHERS = {
     "plain": _SERVE,
-    "blas2": "import rag.cli; rag.cli._one_thread_per_search = lambda: None\n" + _SERVE,
+    "blas1": "import numpy; from threadpoolctl import threadpool_limits; threadpool_limits(1, 'blas')\n" + _SERVE,
     "st": "import os; os.environ['RAG_QUERY_ENGINE'] = 'sentence-transformers'\n" + _SERVE,
 }
 
@@ -125,8 +125,11 @@ def start_server(
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_RELOAD_POLL_MS": "0", **(env or {})}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHERS[variant].format(port=port)], cwd=ROOT, env=full_env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", LAUNCHERS[variant].format(port=port)],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     body = json.dumps({"question": "外国人可以用哪些证件绑定医保电子凭证", "top_k": 5}).encode()

@@ -4,7 +4,7 @@ Each client is a thread with its own keep-alive connection sending POST /search 
 question set in turn; a level stops after --requests answers or --seconds, whichever comes first.
 Reports requests/s and latency percentiles per server variant (see perf_common.LAUNCHERS and --env).
 
-    .venv/bin/python bench/perf_load.py [--clients 1,4,16] [--requests 200] [--seconds 20] [--variants plain,blas2,st] [--write]
+    .venv/bin/python bench/perf_load.py [--clients 1,4,16] [--requests 200] [--seconds 20] [--variants plain,blas1,st] [--write]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per level; the median-throughput run is reported")
-    parser.add_argument("--variants", default="plain,blas2,st")
+    parser.add_argument("--variants", default="plain,blas1,st")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()

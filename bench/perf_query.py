@@ -7,7 +7,7 @@ USE query embedding, the two FAISS searches, BM25, fusion, hits + response model
 Over HTTP: sequential POST /search to a real `rag serve` subprocess on 127.0.0.1 (keep-alive client),
 for each server variant (see perf_common.LAUNCHERS).
 
-    .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,blas2,st] [--write]
+    .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,blas1,st] [--write]
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def fmt(v: tuple[float, float, float]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the 40 questions")
-    parser.add_argument("--variants", default="plain,blas2,st")
+    parser.add_argument("--variants", default="plain,blas1,st")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()
@@ -132,8 +132,8 @@ def main() -> int:
         + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
         + "\n\n"
         + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
-        + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (one BLAS thread per search); "
-        "`blas2` lets each search use both cores; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"
+        + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (BLAS threads at their default); "
+        "`blas1` limits numpy's BLAS to one thread per process; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"
     )
     print(text)
     if args.write:

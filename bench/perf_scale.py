@@ -99,8 +99,16 @@ def run(sizes: list[int], n_queries: int, seed: int) -> list[list[str]]:
                 p50, p95, found = time_queries(ivf, queries)
                 mark = " (default)" if nprobe == default_nprobe else ""
                 rows.append(
-                    [f"{n:,}", f"IVFFlat nlist={desc['nlist']}", f"{nprobe}{mark}", f"{ivf_build:.2f}", f"{ivf_mem:.0f}",
-                     f"{p50:.2f}", f"{p95:.2f}", f"{recall(found, truth):.3f}"]
+                    [
+                        f"{n:,}",
+                        f"IVFFlat nlist={desc['nlist']}",
+                        f"{nprobe}{mark}",
+                        f"{ivf_build:.2f}",
+                        f"{ivf_mem:.0f}",
+                        f"{p50:.2f}",
+                        f"{p95:.2f}",
+                        f"{recall(found, truth):.3f}",
+                    ]
                 )
                 print(rows[-1], file=sys.stderr)
             del ivf

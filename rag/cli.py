@@ -164,13 +164,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _one_thread_per_search() -> None:
-    """Concurrent searches then use the cores instead of fighting over them: with torch limited to one
-    thread, 4 clients went from 36.6 to 44.6 req/s (docs/performance.md); a lone query pays a few ms."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")  # numpy's BLAS: the query encoders' matrix products
-    if "torch" in sys.modules:  # only when a model needs sentence-transformers for its queries
+def _one_torch_thread_per_search() -> None:
+    """When queries run through torch (RAG_QUERY_ENGINE=sentence-transformers), concurrent searches
+    use the cores instead of fighting over them: 4 clients went from 36.6 to 44.6 req/s with one torch
+    thread (docs/performance.md). numpy's BLAS is left alone: limiting it to one thread cost single
+    queries ~6 ms and gained no throughput (bench/perf_query.py, bench/perf_load.py)."""
+    if "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(1)
@@ -185,7 +184,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.reload import Reloader
 
     retriever = open_retriever(settings)
-    _one_thread_per_search()
+    _one_torch_thread_per_search()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s rag: %(message)s"))
     logging.getLogger("rag").addHandler(handler)  # index reloads and reindex jobs, one line each

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.encoders import PRIMARY, Encoder
-from rag.encoders import bert_numpy
+from rag.encoders import PRIMARY, Encoder, bert_numpy
 from rag.encoders.sentence import SentenceEncoder
 from rag.errors import RagError
 from rag.expand import _build_reverse_cedict, expand_english, reverse_cedict
@@ -29,7 +28,7 @@ def _questions() -> list[str]:
 def test_numpy_queries_equal_sentence_transformers(encoders: dict[str, Encoder]) -> None:
     e5 = encoders[PRIMARY]
     assert isinstance(e5, SentenceEncoder) and e5._numpy is not None, "the bundled e5 must take the numpy path"
-    texts = _questions() + ["", "x", "医保" * 400]  # empty, one letter, truncated at 512 tokens
+    texts = [*_questions(), "", "x", "医保" * 400]  # empty, one letter, truncated at 512 tokens
     fast = np.vstack([e5.encode_queries([t]) for t in texts])
     prompted = [e5.query_prompt + t for t in texts]
     reference = e5.model.encode(prompted, normalize_embeddings=True, convert_to_numpy=True)
