@@ -27,6 +27,7 @@ from rag.config import Settings  # noqa: E402
 from rag.encoders import load_encoders  # noqa: E402
 from rag.evaluate import load_questions, relevant_passages, score, squash  # noqa: E402
 from rag.fusion import Ranking, rrf, zscore  # noqa: E402
+from rag.index import embedding_units_by_role  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 from rag.tokenize import detect_language  # noqa: E402
 
@@ -71,7 +72,8 @@ def beir_rows(settings: Settings, names: list[str], limit: int | None) -> list[t
     for name in names:
         started = time.perf_counter()
         bench = load_benchmark(DATA / name)
-        retriever = Retriever(settings, encoders, index_in_memory(bench.passages, encoders, progress=False))
+        memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=False)
+        retriever = Retriever(settings, encoders, memory)
         by_id = {p.doc_id: str(i) for i, p in enumerate(bench.passages)}
         queries = dict(list(bench.queries.items())[:limit]) if limit else bench.queries
         relevant = {q: {by_id[c] for c in bench.qrels[q] if c in by_id} for q in queries}

@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from rag import dense, keyword
-from rag.chunk import Passage, embedding_text, keyword_text
+from rag.chunk import Passage, embedding_units, keyword_text
 from rag.encoders import PRIMARY, Encoder
 from rag.errors import RagError
 from rag.index import Index
@@ -49,10 +52,13 @@ def load_benchmark(folder: Path) -> Benchmark:
     return Benchmark(folder.name, passages, {q: t for q, t in queries.items() if q in qrels}, dict(qrels))
 
 
-def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], progress: bool = True) -> Index:
-    """The same index a build makes, kept in RAM."""
-    texts = [embedding_text(p) for p in passages]
-    vectors = {role: enc.encode_passages(texts, progress=progress) for role, enc in encoders.items()}
+def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], units: Mapping[str, str], progress: bool = True) -> Index:
+    """The same index a build makes, kept in RAM; `units` as from `rag.index.embedding_units_by_role`."""
+    vectors, owners = {}, {}
+    for role, enc in encoders.items():
+        texts, owned_by = embedding_units(passages, units.get(role, "passage"))
+        vectors[role] = enc.encode_passages(texts, progress=progress)
+        owners[role] = np.array(owned_by, dtype=np.int64)
     manifest = {
         "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
         "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
@@ -65,4 +71,5 @@ def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], progr
         embeddings=vectors,
         dense={role: dense.build(matrix) for role, matrix in vectors.items()},
         keyword=keyword.build([tokenize(keyword_text(p)) for p in passages]),
+        owners=owners,
     )

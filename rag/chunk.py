@@ -281,12 +281,35 @@ def chunk_document(doc_id: str, text: str, max_chars: int = 300) -> list[Passage
     return passages
 
 
-def embedding_text(passage: Passage) -> str:
-    """What the encoders see: the section path as context, then the passage itself."""
+def embedding_text(passage: Passage, text: str | None = None) -> str:
+    """What the encoders see: the section path as context, then the passage (or `text`, a part of it)."""
+    text = passage.text if text is None else text
     path = [p for p in passage.section if p != RELATED_MARKER]
     if RELATED_MARKER in passage.section:
         path = path[1:]  # a related article is not about the page it was found on
-    return (" > ".join(path) + "\n" + passage.text) if path else passage.text
+    return (" > ".join(path) + "\n" + text) if path else text
+
+
+UNITS = ("passage", "sentence")
+
+
+def embedding_units(passages: Sequence[Passage], unit: str) -> tuple[list[str], list[int]]:
+    """The texts an encoder embeds, and the passage each belongs to.
+
+    "passage": one text per passage. "sentence": one per sentence of each passage, each with the
+    passage's section path; the passage then scores as its best sentence. USE was trained on short
+    sentences and gains most from this (docs/quality.md).
+    """
+    if unit == "passage":
+        return [embedding_text(p) for p in passages], list(range(len(passages)))
+    if unit != "sentence":
+        raise ValueError(f"unknown embedding unit {unit!r}; use one of {', '.join(UNITS)}")
+    texts, owners = [], []
+    for i, p in enumerate(passages):
+        for span in sentence_spans(p.text, 0, len(p.text)):
+            texts.append(embedding_text(p, p.text[span.start : span.end]))
+            owners.append(i)
+    return texts, owners
 
 
 def keyword_text(passage: Passage) -> str:

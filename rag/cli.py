@@ -217,11 +217,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.beir is not None:
         from rag.beir import index_in_memory, load_benchmark
         from rag.encoders import load_encoders
+        from rag.index import embedding_units_by_role
         from rag.retrieve import Retriever
 
         bench = load_benchmark(args.beir)  # a bad folder fails before the model loads
         encoders = load_encoders(settings, progress=not args.json)
-        retriever = Retriever(settings, encoders, index_in_memory(bench.passages, encoders, progress=not args.json))
+        memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=not args.json)
+        retriever = Retriever(settings, encoders, memory)
         report: dict[str, Any] = evaluate_benchmark(retriever, bench.queries, bench.qrels, k=args.k)
     else:
         questions = load_questions(args.file)  # a bad file fails before the model loads

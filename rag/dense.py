@@ -87,3 +87,13 @@ def search(index: faiss.Index, query: np.ndarray, k: int) -> Ranking:
     scores, ids = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
     keep = ids[0] >= 0
     return Ranking(ids[0][keep].astype(np.int64), scores[0][keep])
+
+
+def best_per_passage(ranking: Ranking, owners: np.ndarray, k: int) -> Ranking:
+    """Unit hits (sentences) -> passage hits, each passage scored by its best unit, best first."""
+    if ranking.ids.size == 0:
+        return ranking
+    passages = owners[ranking.ids]
+    _, first = np.unique(passages, return_index=True)  # first = best, as hits come best first
+    first.sort()
+    return Ranking(passages[first][:k], ranking.scores[first][:k])

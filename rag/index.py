@@ -9,7 +9,9 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
         manifest.json     model, chunking, corpus file hashes, counts, library versions, and the
                           sha256 of every other file here (checked on load)
         passages.jsonl    passages with citations
-        embeddings-<role>.npy  passage vectors of each encoder role (primary, second)
+        embeddings-<role>.npy  vectors of each encoder role (primary, second), one row per unit
+                               (a passage, or a sentence of one: see chunk.embedding_units)
+        owners-<role>.npy      the passage each row belongs to
         keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
         dense-<role>.faiss     FAISS inner-product index of each role
         keyword/          bm25s index over jieba tokens
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from rag import dense, keyword
-from rag.chunk import Passage, chunk_document, embedding_text, keyword_text
+from rag.chunk import UNITS, Passage, chunk_document, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexBusyError, IndexInvalidError, IndexMissingError, RagError
@@ -72,9 +74,10 @@ class Index:
     path: Path
     manifest: dict[str, Any]
     passages: list[Passage]
-    embeddings: dict[str, np.ndarray]  # by encoder role
+    embeddings: dict[str, np.ndarray]  # by encoder role, one row per unit
     dense: dict[str, Any]  # faiss.Index by encoder role
     keyword: Any  # bm25s.BM25
+    owners: dict[str, np.ndarray]  # by encoder role: the passage of each unit (row)
 
     @cached_property
     def vocabulary(self) -> frozenset[str]:
@@ -132,15 +135,18 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
         passages = [_passage_from_json(json.loads(line)) for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
         roles = list(manifest["encoders"])
         embeddings = {role: np.load(path / f"embeddings-{role}.npy", allow_pickle=False) for role in roles}
+        owners = {role: np.load(path / f"owners-{role}.npy", allow_pickle=False) for role in roles}
         dense_indexes = {role: dense.load(path / f"dense-{role}.faiss") for role in roles}
         keyword_index = keyword.load(path / "keyword")
     except Exception as exc:  # faiss, numpy and bm25s each raise their own types for a bad file
         raise IndexInvalidError(f"index at {path} is damaged ({type(exc).__name__}: {exc}); {fix}") from exc
-    counts = {len(passages), manifest["passages"]}
-    counts |= {int(d.ntotal) for d in dense_indexes.values()} | {len(e) for e in embeddings.values()}
-    if len(counts) != 1:
-        raise IndexInvalidError(f"index at {path} is inconsistent (passage counts {sorted(counts)}); {fix}")
-    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index)
+    if len({len(passages), manifest["passages"]}) != 1:
+        raise IndexInvalidError(f"index at {path} is inconsistent ({len(passages)} passages, manifest says {manifest['passages']}); {fix}")
+    for role in roles:
+        rows = {len(embeddings[role]), len(owners[role]), int(dense_indexes[role].ntotal)}
+        if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
+            raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
+    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -178,8 +184,15 @@ def encoder_names(settings: Settings) -> dict[str, str]:
     return names
 
 
+def embedding_units_by_role(settings: Settings) -> dict[str, str]:
+    """What each encoder role embeds: "passage" or "sentence" (see chunk.embedding_units)."""
+    if settings.second_units not in UNITS:
+        raise RagError(f"RAG_SECOND_UNITS must be one of {', '.join(UNITS)}, got {settings.second_units!r}")
+    return {role: settings.second_units if role == SECOND else "passage" for role in encoder_names(settings)}
+
+
 def chunking_config(settings: Settings) -> dict[str, Any]:
-    return {"max_chars": settings.max_chars}
+    return {"max_chars": settings.max_chars, "units": embedding_units_by_role(settings)}
 
 
 def _passage_from_json(row: dict[str, Any]) -> Passage:
@@ -294,20 +307,23 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     passages = [p for doc in docs for p in chunk_document(doc.id, doc.text, settings.max_chars)]
     if not passages:
         raise CorpusError(f"the documents in {settings.corpus_dir} contain no text to index")
-    texts = [embedding_text(p) for p in passages]
+    units = embedding_units_by_role(settings)
     vectors: dict[str, np.ndarray] = {}
     keys: dict[str, list[bytes]] = {}
-    embedded = 0
+    owners: dict[str, list[int]] = {}
+    touched: set[int] = set()  # passages with at least one unit embedded afresh
     for role, identity in identities.items():
+        texts, owners[role] = embedding_units(passages, units[role])
         keys[role] = embedding_keys(identity, texts)
         todo = previous.missing(role, keys[role], texts)
         new = None
         if todo:
-            stage(f"embedding {len(todo)} of {len(passages)} passages ({role})")
+            stage(f"embedding {len(todo)} of {len(texts)} {units[role]}s ({role})")
             encoder = _encoder(encoders(), role, settings)
             new = encoder.encode_passages(list(todo.values()), progress=progress)
         vectors[role] = previous.assemble(role, keys[role], list(todo), new)
-        embedded = max(embedded, len(todo))
+        touched.update(owner for owner, key in zip(owners[role], keys[role], strict=True) if key in todo)
+    embedded = len(touched)
     _pause("embedded")
 
     stage(f"indexing keywords of {len(passages)} passages")
@@ -326,6 +342,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
         dense_kinds = {}
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
+            np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
             save_keys(keys[role], tmp / f"keys-{role}.npy")
             built = dense.build(matrix)  # exact below 50k passages, IVF above (docs/performance.md)
             dense.save(built, tmp / f"dense-{role}.faiss")

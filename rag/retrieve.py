@@ -62,7 +62,10 @@ class Retriever:
         for role in (PRIMARY, SECOND):
             if role in self.encoders:
                 query = self.encoders[role].encode_queries([question])[0]
-                out.append(dense.search(index.dense[role], query, depth))
+                owners = index.owners[role]
+                per_passage = -(-len(owners) // max(1, len(index.passages)))  # units per passage, rounded up
+                hits = dense.search(index.dense[role], query, depth * per_passage)
+                out.append(dense.best_per_passage(hits, owners, depth))
             else:
                 out.append(empty())
         out.append(keyword.search(index.keyword, keywords, depth))

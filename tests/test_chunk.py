@@ -10,6 +10,8 @@ from rag.chunk import (
     RELATED_MARKER,
     chunk_document,
     classify,
+    embedding_text,
+    embedding_units,
     is_furniture,
     looks_like_heading,
     sentence_spans,
@@ -153,3 +155,19 @@ def test_markdown_headings_set_levels() -> None:
 def test_empty_document_gives_no_passages() -> None:
     assert chunk_document("e.txt", "") == []
     assert chunk_document("e.txt", "\n\n  \n") == []
+
+
+def test_sentence_units_cover_each_passage_with_its_section_path(corpus_passages: dict) -> None:
+    passages = [p for _, ps in corpus_passages.values() for p in ps]
+    texts, owners = embedding_units(passages, "passage")
+    assert texts == [embedding_text(p) for p in passages] and owners == list(range(len(passages)))
+    texts, owners = embedding_units(passages, "sentence")
+    assert len(texts) > len(passages) and owners == sorted(owners) and set(owners) == set(range(len(passages)))
+    for i, p in enumerate(passages):
+        mine = [t for t, o in zip(texts, owners, strict=True) if o == i]
+        context = embedding_text(p, "")
+        assert all(t.startswith(context) for t in mine)
+        # The sentences, in order, are the whole passage (only whitespace between them is dropped).
+        assert "".join("".join(t[len(context) :] for t in mine).split()) == "".join(p.text.split())
+    with pytest.raises(ValueError, match="unknown embedding unit"):
+        embedding_units(passages, "word")

@@ -17,6 +17,7 @@ from rag.encoders import Encoder
 from rag.errors import RagError
 from rag.evaluate import evaluate, evaluate_benchmark, load_questions, mrr_at, ndcg_at, recall_at, relevant_passages, score
 from rag.highlight import sentences
+from rag.index import embedding_units_by_role
 from rag.retrieve import Retriever
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "questions.jsonl"
@@ -64,7 +65,8 @@ def _tiny_beir(tmp_path: Path) -> Path:
 def test_beir_folder_is_indexed_in_memory_and_scored(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     bench = load_benchmark(_tiny_beir(tmp_path))
     assert [p.doc_id for p in bench.passages] == ["d1", "d2", "d3"]
-    retriever = Retriever(settings, encoders, index_in_memory(bench.passages, encoders, progress=False))
+    memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=False)
+    retriever = Retriever(settings, encoders, memory)
     report = evaluate_benchmark(retriever, bench.queries, bench.qrels)
     assert report["overall"]["questions"] == 3
     assert report["overall"]["recall@5"] == 1.0

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag import dense
 from rag.config import Settings
 from rag.encoders import Encoder
-from rag.errors import CorpusError, IndexInvalidError, IndexMissingError
+from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
+from rag.fusion import Ranking
 from rag.index import FORMAT_VERSION, build_index, current_version, load_index
 from rag.retrieve import Retriever
 
@@ -31,6 +33,32 @@ def test_every_indexed_passage_is_an_exact_citation(retriever: Retriever, settin
     texts = {p.name: p.read_bytes().decode("utf-8") for p in settings.corpus_dir.glob("*.txt")}
     for p in retriever.index.passages:
         assert texts[p.doc_id][p.start : p.end] == p.text
+
+
+def test_second_encoder_embeds_sentences_owned_by_passages(retriever: Retriever) -> None:
+    index = retriever.index
+    assert index.manifest["chunking"]["units"] == {"primary": "passage", "second": "sentence"}
+    assert np.array_equal(index.owners["primary"], np.arange(len(index.passages)))
+    owners = index.owners["second"]
+    assert len(owners) == len(index.embeddings["second"]) == index.dense["second"].ntotal > len(index.passages)
+    assert set(owners.tolist()) == set(range(len(index.passages)))
+
+
+def test_best_per_passage_keeps_each_passages_best_unit() -> None:
+    owners = np.array([0, 0, 1, 2, 2, 2])
+    hits = Ranking(np.array([4, 1, 0, 3, 2]), np.array([0.9, 0.8, 0.7, 0.6, 0.5], dtype=np.float32))
+    best = dense.best_per_passage(hits, owners, k=10)
+    assert best.ids.tolist() == [2, 0, 1] and best.scores.tolist() == pytest.approx([0.9, 0.8, 0.5])
+    assert dense.best_per_passage(hits, owners, k=1).ids.tolist() == [2]
+
+
+def test_index_with_other_units_is_refused(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
+    s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
+    build_index(s, encoders, progress=False)
+    with pytest.raises(IndexInvalidError, match=r"chunking.*rag index"):
+        load_index(replace(s, second_units="passage"))
+    with pytest.raises(RagError, match="RAG_SECOND_UNITS"):
+        load_index(replace(s, second_units="paragraph"))
 
 
 def test_vectors_are_normalised(retriever: Retriever) -> None:
@@ -78,7 +106,8 @@ def test_index_from_another_model_is_refused(settings: Settings, encoders: dict[
 
 
 @pytest.mark.parametrize(
-    "victim", ["dense-primary.faiss", "dense-second.faiss", "manifest.json", "passages.jsonl", "embeddings-primary.npy"]
+    "victim",
+    ["dense-primary.faiss", "dense-second.faiss", "manifest.json", "passages.jsonl", "embeddings-primary.npy", "owners-second.npy"],
 )
 def test_corrupt_file_gives_a_clear_error(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path, victim: str) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
