@@ -29,7 +29,7 @@ STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search"
 def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float]]:
     import numpy as np
 
-    from rag import dense, keyword
+    from rag import keyword
     from rag.cli import open_retriever
     from rag.config import Settings
     from rag.encoders import PRIMARY, SECOND
@@ -57,7 +57,7 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             t2 = time.perf_counter()
             v2 = r.encoders[SECOND].encode_queries([q])[0]
             t3 = time.perf_counter()
-            rk = [dense.search(index.dense[PRIMARY], v1, settings.candidates), dense.search(index.dense[SECOND], v2, settings.candidates)]
+            rk = [r.dense_ranking(index, PRIMARY, v1), r.dense_ranking(index, SECOND, v2)]
             t4 = time.perf_counter()
             rk.append(keyword.search(index.keyword, kw, settings.candidates))
             t5 = time.perf_counter()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from rag import dense, keyword
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -54,6 +56,13 @@ class Retriever:
             tokens += expand_english(question, vocabulary=index.vocabulary)
         return tokens
 
+    def dense_ranking(self, index: Index, role: str, query: np.ndarray) -> Ranking:
+        """One encoder's best passages for a query vector; a passage embedded as sentences scores as its best one."""
+        depth, owners = self.settings.candidates, index.owners[role]
+        per_passage = -(-len(owners) // max(1, len(index.passages)))  # units per passage, rounded up
+        hits = dense.search(index.dense[role], query, depth * per_passage)
+        return dense.best_per_passage(hits, owners, depth)
+
     def rankings(self, question: str, index: Index, keywords: list[str] | None = None) -> list[Ranking]:
         """Each signal's own candidates, best first: primary dense, second dense, keyword."""
         depth = self.settings.candidates
@@ -62,10 +71,7 @@ class Retriever:
         for role in (PRIMARY, SECOND):
             if role in self.encoders:
                 query = self.encoders[role].encode_queries([question])[0]
-                owners = index.owners[role]
-                per_passage = -(-len(owners) // max(1, len(index.passages)))  # units per passage, rounded up
-                hits = dense.search(index.dense[role], query, depth * per_passage)
-                out.append(dense.best_per_passage(hits, owners, depth))
+                out.append(self.dense_ranking(index, role, query))
             else:
                 out.append(empty())
         out.append(keyword.search(index.keyword, keywords, depth))
