@@ -64,7 +64,12 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             fused = zscore(rk, settings.weights(detect_language(q)))
             t6 = time.perf_counter()
             hits = [
-                Hit(i + 1, float(s), index.passages[p], best_sentence(index.passages[p], kw))
+                Hit(
+                    i + 1,
+                    float(s),
+                    index.passages[p],
+                    best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, {PRIMARY: v1, SECOND: v2})),
+                )
                 for i, (p, s) in enumerate(zip(fused.ids[:5].tolist(), fused.scores[:5].tolist(), strict=True))
             ]
             resp = to_response(q, hits, 0.0)

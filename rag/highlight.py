@@ -1,16 +1,24 @@
 """The sentence of a passage that best answers the question, as citable document offsets.
 
-Scoring is lexical and cheap (no extra model call on the query path): each sentence earns the
-length of every distinct query keyword it contains (longer keywords are more specific), where the
-keywords already include CC-CEDICT translations of English words. Ties go to the earlier sentence;
-a passage that matches nothing highlights its first sentence.
+Lexical points: each sentence earns the length of every distinct query keyword it contains
+(longer keywords are more specific); the keywords already include CC-CEDICT translations of English
+words. Ties go to the earlier sentence; a passage that matches nothing highlights its first sentence.
+
+When the second encoder (USE) embeds sentences, their cosines with the question are already at hand
+(no extra model call): each sentence then scores lexical / best lexical + 0.5 x its min-max scaled
+cosine. The highlight holds the answer in 83% / 76% (zh / en) of relevant top-5 passages on the own
+set and 79% / 88% on the holdout, against 77% / 71% and 71% / 73% lexically (docs/quality.md).
 """
 
 from __future__ import annotations
 
 import re
 
-from rag.chunk import Passage, Span
+import numpy as np
+
+from rag.chunk import Passage, Span, sentence_spans
+
+SEMANTIC_WEIGHT = 0.5
 
 _SENTENCE = re.compile(r"[^\n。！？；!?;]*(?:[。！？；!?;]+[”\"’」』）)]*|\n|$)")
 
@@ -29,14 +37,30 @@ def sentences(text: str) -> list[Span]:
     return spans
 
 
-def best_sentence(passage: Passage, keywords: list[str]) -> Span:
-    """Document offsets of the best sentence of `passage` for these query keywords."""
-    spans = sentences(passage.text) or [Span(0, len(passage.text))]
+def best_sentence(passage: Passage, keywords: list[str], similarity: np.ndarray | None = None) -> Span:
+    """Document offsets of the best sentence of `passage` for these query keywords.
+
+    `similarity`: the question's cosine with each of `chunk.sentence_spans` of the passage, in order
+    (the second encoder's sentence units); ignored when it does not match them.
+    """
     distinct = {k.lower() for k in keywords if k}
+    if similarity is not None:
+        spans = sentence_spans(passage.text, 0, len(passage.text))
+        if spans and len(spans) == len(similarity):
+            lexical = np.array([_points(passage.text[s.start : s.end], distinct) for s in spans], dtype=np.float64)
+            spread = float(similarity.max() - similarity.min())
+            semantic = (similarity - similarity.min()) / spread if spread > 0 else np.zeros(len(spans))
+            best = spans[int(np.argmax(lexical / max(lexical.max(), 1.0) + SEMANTIC_WEIGHT * semantic))]
+            return Span(passage.start + best.start, passage.start + best.end)
+    spans = sentences(passage.text) or [Span(0, len(passage.text))]
     best, best_score = spans[0], 0
     for span in spans:
-        text = passage.text[span.start : span.end].lower()
-        points = sum(len(k) for k in distinct if k in text)
+        points = _points(passage.text[span.start : span.end], distinct)
         if points > best_score:
             best, best_score = span, points
     return Span(passage.start + best.start, passage.start + best.end)
+
+
+def _points(text: str, keywords: set[str]) -> int:
+    text = text.lower()
+    return sum(len(k) for k in keywords if k in text)

@@ -63,30 +63,41 @@ class Retriever:
         hits = dense.search(index.dense[role], query, depth * per_passage)
         return dense.best_per_passage(hits, owners, depth)
 
-    def rankings(self, question: str, index: Index, keywords: list[str] | None = None) -> list[Ranking]:
+    def query_vectors(self, question: str) -> dict[str, np.ndarray]:
+        """The question embedded by each dense encoder, by role."""
+        return {role: self.encoders[role].encode_queries([question])[0] for role in (PRIMARY, SECOND) if role in self.encoders}
+
+    def rankings(
+        self, question: str, index: Index, keywords: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None
+    ) -> list[Ranking]:
         """Each signal's own candidates, best first: primary dense, second dense, keyword."""
-        depth = self.settings.candidates
         keywords = self.keyword_tokens(question, index) if keywords is None else keywords
-        out = []
-        for role in (PRIMARY, SECOND):
-            if role in self.encoders:
-                query = self.encoders[role].encode_queries([question])[0]
-                out.append(self.dense_ranking(index, role, query))
-            else:
-                out.append(empty())
-        out.append(keyword.search(index.keyword, keywords, depth))
+        vectors = self.query_vectors(question) if vectors is None else vectors
+        out = [self.dense_ranking(index, role, vectors[role]) if role in vectors else empty() for role in (PRIMARY, SECOND)]
+        out.append(keyword.search(index.keyword, keywords, self.settings.candidates))
         return out
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         index = self._index
         keywords = self.keyword_tokens(question, index)
-        rankings = self.rankings(question, index, keywords)
+        vectors = self.query_vectors(question)
+        rankings = self.rankings(question, index, keywords, vectors)
         weights = self.settings.weights(detect_language(question))
         if self.settings.fusion == "rrf":
             fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
         else:
             fused = zscore(rankings, weights)
-        return [
-            Hit(rank, float(score), index.passages[pid], best_sentence(index.passages[pid], keywords))
-            for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1)
-        ]
+        hits = []
+        for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1):
+            passage = index.passages[pid]
+            similarity = self.sentence_similarities(index, pid, vectors)
+            hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
+        return hits
+
+    def sentence_similarities(self, index: Index, pid: int, vectors: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The second encoder's cosine of the question with each sentence of passage `pid`, when it embeds sentences."""
+        if SECOND not in vectors or index.manifest.get("chunking", {}).get("units", {}).get(SECOND) != "sentence":
+            return None
+        owners = index.owners[SECOND]
+        first, end = np.searchsorted(owners, pid, side="left"), np.searchsorted(owners, pid, side="right")
+        return np.asarray(index.embeddings[SECOND][first:end] @ vectors[SECOND])

@@ -9,14 +9,16 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from rag.beir import index_in_memory, load_benchmark
+from rag.chunk import Passage
 from rag.config import Settings
 from rag.encoders import Encoder
 from rag.errors import RagError
 from rag.evaluate import evaluate, evaluate_benchmark, load_questions, mrr_at, ndcg_at, recall_at, relevant_passages, score
-from rag.highlight import sentences
+from rag.highlight import best_sentence, sentences
 from rag.index import embedding_units_by_role
 from rag.retrieve import Retriever
 
@@ -93,6 +95,20 @@ def test_eval_command_on_a_beir_folder(tmp_path: Path) -> None:
 def test_sentences_split_lines_and_punctuation() -> None:
     text = "- 第一条。\n- 第二条!Third?\n  "
     assert [text[s.start : s.end] for s in sentences(text)] == ["- 第一条。", "- 第二条!", "Third?"]
+
+
+def test_highlight_weighs_keywords_and_sentence_similarity() -> None:
+    text = "先下载APP。然后完成实名认证。最后添加家人。"
+    passage = Passage("d.txt", "t", ("t",), 100, 100 + len(text), 1, 1, text)
+
+    def chosen(keywords: list[str], similarity: np.ndarray | None) -> str:
+        span = best_sentence(passage, keywords, similarity)
+        return text[span.start - 100 : span.end - 100]
+
+    assert chosen([], np.array([0.1, 0.9, 0.2], dtype=np.float32)) == "然后完成实名认证。"  # no keyword: the closest
+    assert chosen(["下载"], np.array([0.1, 0.2, 0.3], dtype=np.float32)) == "先下载APP。"  # a keyword outweighs a small lead
+    assert chosen(["家人"], None) == "最后添加家人。"  # lexical only
+    assert chosen(["家人"], np.array([0.9, 0.1], dtype=np.float32)) == "最后添加家人。"  # wrong length: lexical
 
 
 def test_highlights_are_citable_sentences_of_the_passage(retriever: Retriever, settings: Settings) -> None:
