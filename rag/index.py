@@ -157,6 +157,11 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> No
     wanted = encoder_names(settings)
     if built_with != wanted:
         raise IndexInvalidError(f"index was built with models {built_with}, but the configured models are {wanted}; {fix}")
+    if manifest.get("passage_prompt") != settings.passage_prompt:
+        raise IndexInvalidError(
+            f"index passages were embedded with prompt {manifest.get('passage_prompt')!r}, now RAG_PASSAGE_PROMPT is "
+            f"{settings.passage_prompt!r}; {fix}"
+        )
     if manifest.get("chunking") != chunking_config(settings):
         raise IndexInvalidError(f"index was built with chunking {manifest.get('chunking')}, now {chunking_config(settings)}; {fix}")
 
@@ -353,6 +358,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             "model": {"name": settings.model, "dim": int(vectors[PRIMARY].shape[1])},
             "encoders": {role: {"name": n, "dim": int(vectors[role].shape[1])} for role, n in encoder_names(settings).items()},
             "chunking": chunking_config(settings),
+            "passage_prompt": settings.passage_prompt,
             "dense_index": dense_kinds,
             "keyword_index": "bm25s over jieba search-mode tokens",
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},

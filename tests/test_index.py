@@ -52,11 +52,13 @@ def test_best_per_passage_keeps_each_passages_best_unit() -> None:
     assert dense.best_per_passage(hits, owners, k=1).ids.tolist() == [2]
 
 
-def test_index_with_other_units_is_refused(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
+def test_index_with_other_units_or_prompt_is_refused(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
     build_index(s, encoders, progress=False)
     with pytest.raises(IndexInvalidError, match=r"chunking.*rag index"):
         load_index(replace(s, second_units="passage"))
+    with pytest.raises(IndexInvalidError, match=r"RAG_PASSAGE_PROMPT.*rag index"):
+        load_index(replace(s, passage_prompt="document: "))
     with pytest.raises(RagError, match="RAG_SECOND_UNITS"):
         load_index(replace(s, second_units="paragraph"))
 
