@@ -57,7 +57,7 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             t2 = time.perf_counter()
             v2 = r.encoders[SECOND].encode_queries([q])[0]
             t3 = time.perf_counter()
-            rk = [r.dense_ranking(index, PRIMARY, v1), r.dense_ranking(index, SECOND, v2)]
+            rk = [r.dense_ranking(index, PRIMARY, v1), r.dense_ranking(index, SECOND, v2, settings.hub_penalty(detect_language(q)))]
             t4 = time.perf_counter()
             rk.append(keyword.search(index.keyword, kw, settings.candidates))
             t5 = time.perf_counter()

@@ -97,3 +97,25 @@ def best_per_passage(ranking: Ranking, owners: np.ndarray, k: int) -> Ranking:
     _, first = np.unique(passages, return_index=True)  # first = best, as hits come best first
     first.sort()
     return Ranking(passages[first][:k], ranking.scores[first][:k])
+
+
+def hubness(vectors: np.ndarray, k: int = 5, reference: int = 20_000, block: int = 1024, seed: int = 1234) -> np.ndarray:
+    """Each row's mean cosine to its k nearest other rows (among a random sample of `reference` rows
+    when there are more). High for "hub" rows that are close to everything; CSLS-style retrieval
+    subtracts it. Blocked, so memory stays at block x reference floats."""
+    n = len(vectors)
+    if n <= 1:
+        return np.zeros(n, dtype=np.float32)
+    rows = np.arange(n) if n <= reference else np.sort(np.random.default_rng(seed).choice(n, reference, replace=False))
+    ref = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    k = min(k, len(rows) - 1)
+    out = np.empty(n, dtype=np.float32)
+    for start in range(0, n, block):
+        sims = np.asarray(vectors[start : start + block], dtype=np.float32) @ ref.T
+        own = position[start : start + block]
+        inside = np.flatnonzero(own >= 0)
+        sims[inside, own[inside]] = -np.inf  # a row is not its own neighbour
+        out[start : start + block] = np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
+    return out

@@ -12,6 +12,7 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
         embeddings-<role>.npy  vectors of each encoder role (primary, second), one row per unit
                                (a passage, or a sentence of one: see chunk.embedding_units)
         owners-<role>.npy      the passage each row belongs to
+        hubness-second.npy     each second-encoder row's mean cosine to its 5 nearest rows (dense.hubness)
         keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
         dense-<role>.faiss     FAISS inner-product index of each role
         keyword/          bm25s index over jieba tokens
@@ -37,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import metadata
@@ -78,6 +79,7 @@ class Index:
     dense: dict[str, Any]  # faiss.Index by encoder role
     keyword: Any  # bm25s.BM25
     owners: dict[str, np.ndarray]  # by encoder role: the passage of each unit (row)
+    hubness: dict[str, np.ndarray] = field(default_factory=dict)  # by role, where computed: see dense.hubness
 
     @cached_property
     def vocabulary(self) -> frozenset[str]:
@@ -136,6 +138,7 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
         roles = list(manifest["encoders"])
         embeddings = {role: np.load(path / f"embeddings-{role}.npy", allow_pickle=False) for role in roles}
         owners = {role: np.load(path / f"owners-{role}.npy", allow_pickle=False) for role in roles}
+        hubs = {role: np.load(path / f"hubness-{role}.npy", allow_pickle=False) for role in manifest.get("hubness", {})}
         dense_indexes = {role: dense.load(path / f"dense-{role}.faiss") for role in roles}
         keyword_index = keyword.load(path / "keyword")
     except Exception as exc:  # faiss, numpy and bm25s each raise their own types for a bad file
@@ -144,9 +147,11 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
         raise IndexInvalidError(f"index at {path} is inconsistent ({len(passages)} passages, manifest says {manifest['passages']}); {fix}")
     for role in roles:
         rows = {len(embeddings[role]), len(owners[role]), int(dense_indexes[role].ntotal)}
+        if role in hubs:
+            rows.add(len(hubs[role]))
         if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
             raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
-    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners)
+    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners, hubs)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -344,7 +349,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             for p in passages:
                 f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
         _pause("writing")
-        dense_kinds = {}
+        dense_kinds, hub_kinds = {}, {}
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
             np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
@@ -352,6 +357,10 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             built = dense.build(matrix)  # exact below 50k passages, IVF above (docs/performance.md)
             dense.save(built, tmp / f"dense-{role}.faiss")
             dense_kinds[role] = dense.describe(built)
+            if role == SECOND:  # the cross-lingual signal, where hubs hurt English questions
+                stage(f"measuring hubness of {len(matrix)} {role} vectors")
+                np.save(tmp / f"hubness-{role}.npy", dense.hubness(matrix), allow_pickle=False)
+                hub_kinds[role] = {"k": 5, "reference": min(len(matrix), 20_000)}
         keyword.save(keyword.build(tokens), tmp / "keyword")
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -360,6 +369,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             "chunking": chunking_config(settings),
             "passage_prompt": settings.passage_prompt,
             "dense_index": dense_kinds,
+            "hubness": hub_kinds,
             "keyword_index": "bm25s over jieba search-mode tokens",
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},
             "skipped": {s.id: s.reason for s in skipped},

@@ -56,11 +56,20 @@ class Retriever:
             tokens += expand_english(question, vocabulary=index.vocabulary)
         return tokens
 
-    def dense_ranking(self, index: Index, role: str, query: np.ndarray) -> Ranking:
-        """One encoder's best passages for a query vector; a passage embedded as sentences scores as its best one."""
+    def dense_ranking(self, index: Index, role: str, query: np.ndarray, hub_penalty: float = 0.0) -> Ranking:
+        """One encoder's best passages for a query vector; a passage embedded as sentences scores as its best one.
+
+        With `hub_penalty`, each unit's cosine is lowered by that times its hubness (CSLS-style), after
+        a deeper search by plain cosine.
+        """
         depth, owners = self.settings.candidates, index.owners[role]
         per_passage = -(-len(owners) // max(1, len(index.passages)))  # units per passage, rounded up
-        hits = dense.search(index.dense[role], query, depth * per_passage)
+        hubs = index.hubness.get(role) if hub_penalty else None
+        hits = dense.search(index.dense[role], query, depth * per_passage * (1 if hubs is None else 2))
+        if hubs is not None and hits.ids.size:
+            scores = hits.scores - np.float32(hub_penalty) * hubs[hits.ids]
+            order = np.argsort(-scores, kind="stable")
+            hits = Ranking(hits.ids[order], scores[order])
         return dense.best_per_passage(hits, owners, depth)
 
     def query_vectors(self, question: str) -> dict[str, np.ndarray]:
@@ -73,7 +82,10 @@ class Retriever:
         """Each signal's own candidates, best first: primary dense, second dense, keyword."""
         keywords = self.keyword_tokens(question, index) if keywords is None else keywords
         vectors = self.query_vectors(question) if vectors is None else vectors
-        out = [self.dense_ranking(index, role, vectors[role]) if role in vectors else empty() for role in (PRIMARY, SECOND)]
+        penalty = {SECOND: self.settings.hub_penalty(detect_language(question))}
+        out = []
+        for role in (PRIMARY, SECOND):
+            out.append(self.dense_ranking(index, role, vectors[role], penalty.get(role, 0.0)) if role in vectors else empty())
         out.append(keyword.search(index.keyword, keywords, self.settings.candidates))
         return out
 

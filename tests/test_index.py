@@ -42,6 +42,22 @@ def test_second_encoder_embeds_sentences_owned_by_passages(retriever: Retriever)
     owners = index.owners["second"]
     assert len(owners) == len(index.embeddings["second"]) == index.dense["second"].ntotal > len(index.passages)
     assert set(owners.tolist()) == set(range(len(index.passages)))
+    assert index.manifest["hubness"] == {"second": {"k": 5, "reference": len(owners)}}
+    assert index.hubness["second"].shape == owners.shape and index.hubness["second"].dtype == np.float32
+
+
+def test_hub_penalty_applies_to_english_questions_only(retriever: Retriever) -> None:
+    settings = retriever.settings
+    assert settings.hub_penalty("en") > 0 and settings.hub_penalty("zh") == 0
+    index, question = retriever.index, "Can a foreigner activate it through Alipay?"
+    vector = retriever.query_vectors(question)["second"]
+    plain = retriever.dense_ranking(index, "second", vector)
+    corrected = retriever.dense_ranking(index, "second", vector, hub_penalty=0.25)
+    assert set(plain.ids.tolist()) == set(corrected.ids.tolist())
+    best = int(corrected.ids[0])
+    rows = np.flatnonzero(index.owners["second"] == best)
+    expected = (index.embeddings["second"][rows] @ vector - 0.25 * index.hubness["second"][rows]).max()
+    assert corrected.scores[0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_best_per_passage_keeps_each_passages_best_unit() -> None:

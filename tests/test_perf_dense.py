@@ -44,3 +44,19 @@ def test_ivf_above_threshold_round_trips(tmp_path: Path) -> None:
 def test_ivf_params_grow_with_size() -> None:
     assert dense.ivf_params(1_000_000) == (4096, 32)
     assert dense.ivf_params(100_000)[0] < 4096
+
+
+def test_hubness_is_the_mean_cosine_to_the_nearest_other_rows() -> None:
+    x = _unit(300, seed=3)
+    near = x[0] + 0.2 * _unit(5, seed=4)
+    x[1:6] = near / np.linalg.norm(near, axis=1, keepdims=True)  # rows 1-5 crowd round row 0
+    exact = dense.hubness(x, k=5)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.sort(sims, axis=1)[:, -5:].mean(axis=1)
+    assert np.allclose(exact, expected, atol=1e-5)  # self excluded, blocks stitched right
+    assert exact[0] > 0.9 > np.median(exact)
+    assert np.allclose(dense.hubness(x, k=5, block=7), exact, atol=1e-6)
+    sampled = dense.hubness(x, k=5, reference=150)  # large corpora: neighbours among a sample
+    assert sampled.shape == (300,) and np.all(sampled <= exact + 1e-6)  # a sample holds no nearer rows
+    assert dense.hubness(x[:1]).tolist() == [0.0]

@@ -1,9 +1,12 @@
-"""Keyword tokens and rank fusion: small pure pieces, checked on their own."""
+"""Keyword tokens, rank fusion and settings: small pure pieces, checked on their own."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from rag.config import Settings
+from rag.errors import RagError
 from rag.fusion import Ranking, rrf
 from rag.tokenize import tokenize
 
@@ -37,3 +40,11 @@ def test_rrf_weights_and_empty_rankings() -> None:
     b = Ranking(np.array([2]), np.array([1.0]))
     assert rrf([a, b], weights=[1.0, 2.0]).ids.tolist() == [2, 1]
     assert rrf([]).ids.size == 0
+
+
+def test_float_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_HUB_PENALTY_EN", "0.5")
+    assert Settings.from_env().hub_penalty("en") == 0.5
+    monkeypatch.setenv("RAG_HUB_PENALTY_EN", "lots")
+    with pytest.raises(RagError, match="RAG_HUB_PENALTY_EN must be a number"):
+        Settings.from_env()
