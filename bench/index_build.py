@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from doc_blocks import update_doc
+
 from corpus import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,17 +113,8 @@ a build that needs no new vector (nothing changed, or only deletions and renames
 
 
 def write_section(text: str) -> None:
-    """Replace this benchmark's section of docs/performance.md (or append it), leaving the rest alone."""
-    old = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Performance\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        following = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[following + 1 :] if following >= 0 else "")
-        new = new.replace(text + "## ", text + "\n## ")
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(new, encoding="utf-8")
+    """Replace this benchmark's block of docs/performance.md (or append it), leaving the rest alone."""
+    update_doc(REPORT, "bench/index_build", text, "Performance")
 
 
 def main() -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import time
 from pathlib import Path
 
+from doc_blocks import get_block, put_block
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- bench/perf:start -->", "<!-- bench/perf:end -->"
 
 
 def loadavg() -> float:
@@ -67,22 +67,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_section(key: str, title: str, body: str) -> None:
-    """Replace (or append) one `### title` subsection inside this benchmark's marked block of the doc.
-
-    Only the text between START and END is ours; another engineer's sections stay untouched.
-    """
+    """Replace (or append) one `### title` block inside the perf benchmarks' block of the doc."""
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
-    if START not in text:
-        text = text.rstrip("\n") + f"\n\n{START}\n## Query path, throughput, cold start and scale (`bench/perf_*.py`)\n\n{END}\n"
-    head, rest = text.split(START, 1)
-    block, tail = rest.split(END, 1)
-    sub_start, sub_end = f"<!-- perf:{key}:start -->", f"<!-- perf:{key}:end -->"
-    new = f"{sub_start}\n### {title}\n\n{body.strip()}\n{sub_end}"
-    if sub_start in block:
-        block = re.sub(re.escape(sub_start) + r".*?" + re.escape(sub_end), lambda _: new, block, flags=re.S)
-    else:
-        block = block.rstrip("\n") + "\n\n" + new + "\n"
-    DOC.write_text(head + START + block + END + tail, encoding="utf-8")
+    ours = get_block(text, "bench/perf") or "## Query path, throughput, cold start and scale (`bench/perf_*.py`)"
+    ours = put_block(ours, f"perf:{key}", f"### {title}\n\n{body.strip()}")
+    DOC.write_text(put_block(text, "bench/perf", ours), encoding="utf-8")
 
 
 def env_threads() -> str:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from doc_blocks import update_doc  # noqa: E402  (bench/ is on the path of a script run from it)
+
 from rag.beir import index_in_memory, load_benchmark  # noqa: E402
 from rag.cli import open_retriever  # noqa: E402
 from rag.config import Settings  # noqa: E402
@@ -33,7 +35,6 @@ from rag.tokenize import detect_language  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DOC = ROOT / "docs" / "quality.md"
-START, END = "<!-- bench/quality.py:start -->", "<!-- bench/quality.py:end -->"
 
 Fuse = Callable[[list[Ranking], str], Ranking]
 CONFIGS: dict[str, Fuse] = {
@@ -113,13 +114,7 @@ def table(rows: list[tuple[str, int, int, dict[str, dict]]]) -> str:
 
 
 def write_doc(text: str) -> None:
-    doc = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Retrieval quality\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip() + "\n\n## Every set, per signal and fused\n\n" + block + "\n"
-    DOC.write_text(doc, encoding="utf-8")
+    update_doc(DOC, "bench/quality.py", text, "Retrieval quality")
 
 
 def main() -> None:
