@@ -17,9 +17,9 @@ import numpy as np
 
 from rag import dense, keyword
 from rag.chunk import Passage, embedding_units, keyword_text
-from rag.encoders import PRIMARY, SECOND, Encoder
+from rag.encoders import PRIMARY, Encoder
 from rag.errors import RagError
-from rag.index import Index
+from rag.index import Index, hubness_by_role
 from rag.tokenize import tokenize
 
 
@@ -72,5 +72,5 @@ def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], units
         dense={role: dense.build(matrix) for role, matrix in vectors.items()},
         keyword=keyword.build([tokenize(keyword_text(p)) for p in passages]),
         owners=owners,
-        hubness={SECOND: dense.hubness(vectors[SECOND])} if SECOND in vectors else {},
+        hubness=hubness_by_role(vectors),
     )

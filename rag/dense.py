@@ -99,7 +99,10 @@ def best_per_passage(ranking: Ranking, owners: np.ndarray, k: int) -> Ranking:
     return Ranking(passages[first][:k], ranking.scores[first][:k])
 
 
-def hubness(vectors: np.ndarray, k: int = 5, reference: int = 20_000, block: int = 1024, seed: int = 1234) -> np.ndarray:
+HUB_K, HUB_REFERENCE = 5, 20_000  # neighbours averaged, rows sampled as neighbours above that many
+
+
+def hubness(vectors: np.ndarray, k: int = HUB_K, reference: int = HUB_REFERENCE, block: int = 1024, seed: int = 1234) -> np.ndarray:
     """Each row's mean cosine to its k nearest other rows (among a random sample of `reference` rows
     when there are more). High for "hub" rows that are close to everything; CSLS-style retrieval
     subtracts it. Blocked, so memory stays at block x reference floats."""

@@ -201,6 +201,12 @@ def embedding_units_by_role(settings: Settings) -> dict[str, str]:
     return {role: settings.second_units if role == SECOND else "passage" for role in encoder_names(settings)}
 
 
+def hubness_by_role(vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """dense.hubness of the second encoder's vectors only: the cross-lingual signal, where hubs hurt
+    English questions (docs/quality.md)."""
+    return {role: dense.hubness(matrix) for role, matrix in vectors.items() if role == SECOND}
+
+
 def chunking_config(settings: Settings) -> dict[str, Any]:
     return {"max_chars": settings.max_chars, "units": embedding_units_by_role(settings)}
 
@@ -349,7 +355,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             for p in passages:
                 f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
         _pause("writing")
-        dense_kinds, hub_kinds = {}, {}
+        dense_kinds = {}
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
             np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
@@ -357,10 +363,11 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             built = dense.build(matrix)  # exact below 50k passages, IVF above (docs/performance.md)
             dense.save(built, tmp / f"dense-{role}.faiss")
             dense_kinds[role] = dense.describe(built)
-            if role == SECOND:  # the cross-lingual signal, where hubs hurt English questions
-                stage(f"measuring hubness of {len(matrix)} {role} vectors")
-                np.save(tmp / f"hubness-{role}.npy", dense.hubness(matrix), allow_pickle=False)
-                hub_kinds[role] = {"k": 5, "reference": min(len(matrix), 20_000)}
+        stage("measuring hubness")
+        hub_kinds = {}
+        for role, hubs in hubness_by_role(vectors).items():
+            np.save(tmp / f"hubness-{role}.npy", hubs, allow_pickle=False)
+            hub_kinds[role] = {"k": dense.HUB_K, "reference": min(len(hubs), dense.HUB_REFERENCE)}
         keyword.save(keyword.build(tokens), tmp / "keyword")
         manifest = {
             "format_version": FORMAT_VERSION,
