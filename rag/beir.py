@@ -63,6 +63,7 @@ def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], units
         "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
         "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
         "passages": len(passages),
+        "chunking": {"units": dict(units)},  # what Retriever.sentence_similarities reads, as in a built index
     }
     return Index(
         path=Path("<memory>"),

@@ -76,6 +76,15 @@ def test_beir_folder_is_indexed_in_memory_and_scored(settings: Settings, encoder
     assert set(report) >= {"overall", "en", "zh", "unanswerable"}
 
 
+def test_in_memory_index_answers_like_the_built_one(retriever: Retriever, encoders: dict[str, Encoder]) -> None:
+    """The BEIR path must measure the product: same passages give the same hits and highlights."""
+    settings, built = retriever.settings, retriever.index
+    memory = Retriever(settings, encoders, index_in_memory(built.passages, encoders, embedding_units_by_role(settings), progress=False))
+    for question in ("Can a foreigner activate it through Alipay?", "亲情账户最多可以绑定几个人"):
+        expected = [(h.passage.start, h.highlight) for h in retriever.search(question, 5)]
+        assert [(h.passage.start, h.highlight) for h in memory.search(question, 5)] == expected
+
+
 def test_not_a_beir_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RagError, match="BEIR"):
         load_benchmark(tmp_path)
