@@ -54,6 +54,9 @@ class Settings:
     # winning English questions. Per question language; English MRR +0.02 (docs/quality.md).
     hub_penalty_zh: float = 0.0
     hub_penalty_en: float = 0.25
+    # English words of a question become at most this many CC-CEDICT translations for BM25, chosen
+    # by the second encoder's similarity among the dictionary's first 8 (rag/expand.py).
+    translations_per_word: int = 2
     # Admin endpoints of `rag serve` (/admin/*): a bearer token, or none (then they answer 403,
     # except to requests from 127.0.0.1 when admin_allow_localhost is on). A token, when set, is
     # required from every client. repr=False keeps the token out of logs and tracebacks.

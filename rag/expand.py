@@ -8,6 +8,12 @@ Ranking of the Chinese side, best first: a gloss that *is* the English key beats
 inside a short gloss; an entry's first sense beats its later ones; entries with few senses beat
 polysemous ones; 2-4 character words beat single characters and long set phrases; and words jieba
 counts as frequent beat rare synonyms (外国人 before 外侨).
+
+That order knows nothing about the corpus or the sense: "card" offers 卡片, 信用卡 and 身份证. When
+a cross-lingual encoder is at hand, the first few candidates a corpus contains are re-ordered by how
+close each is to the English word in that encoder's space (`EncoderSimilarity`, USE in the
+product), so "card" keeps 卡片 and 卡 and drops 身份证. English recall@5 on the own set 0.907 -> 0.948
+(docs/quality.md).
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from rag.startup_cache import cache_key, cached, version
 from rag.tokenize import STOPWORDS, word_frequencies
@@ -35,6 +45,11 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _HAN = re.compile(r"[\u3400-\u9fff]+")
 _MAX_KEY_WORDS = 3
 _MAX_PER_KEY = 24  # enough to survive a vocabulary filter; keeps the table ~4x smaller
+RERANK_POOL = 8  # dictionary candidates per English word that a similarity re-orders
+_RANK_STEP = 0.02  # the dictionary's order still breaks near-ties of similarity
+
+# Cosine of an English word or phrase with each Chinese candidate.
+Similarity = Callable[[str, list[str]], Sequence[float]]
 
 
 def _gloss_keys(gloss: str) -> list[str]:
@@ -134,12 +149,29 @@ def _lookup(words: list[str]) -> list[tuple[str, float]]:
     return sorted(best.items(), key=lambda kv: -kv[1])
 
 
-def expand_english(question: str, vocabulary: AbstractSet[str] | None = None, per_word: int = 3) -> list[str]:
+def _candidates(unit: list[str], vocabulary: AbstractSet[str] | None) -> list[str]:
+    return [c for c, _ in _lookup(unit) if vocabulary is None or c in vocabulary]
+
+
+def rank_by_similarity(english: str, candidates: list[str], similarity: Similarity) -> list[str]:
+    """The first `RERANK_POOL` candidates re-ordered by similarity to `english`; the rest dropped."""
+    pool = candidates[:RERANK_POOL]
+    if len(pool) < 2:
+        return pool
+    scores = [float(s) - _RANK_STEP * rank for rank, s in enumerate(similarity(english, pool))]
+    return [c for _, c in sorted(zip(scores, pool, strict=True), key=lambda sc: -sc[0])]
+
+
+def expand_english(
+    question: str, vocabulary: AbstractSet[str] | None = None, per_word: int = 2, similarity: Similarity | None = None
+) -> list[str]:
     """Chinese tokens for the English words of `question`, best first, at most `per_word` per word.
 
     Two- and three-word phrases known to the dictionary ("medical insurance", "qr code") are matched
-    first and consume their words. With `vocabulary` (e.g. `set(bm25.vocab_dict)`) only tokens that
+    first and consume their words (unless none of the phrase's translations can score; then its words
+    are translated one by one). With `vocabulary` (e.g. `set(bm25.vocab_dict)`) only tokens that
     can score are returned, chosen among all candidates rather than cut to `per_word` beforehand.
+    With `similarity`, each word's candidates are re-ordered by it first (`rank_by_similarity`).
     """
     words = [w.strip("'-") for w in _WORD.findall(question.lower())]
     table = reverse_cedict()
@@ -165,8 +197,15 @@ def expand_english(question: str, vocabulary: AbstractSet[str] | None = None, pe
 
     per_unit = []
     for unit in units:
-        cands = [c for c, _ in _lookup(unit) if vocabulary is None or c in vocabulary]
-        per_unit.append(cands[:per_word])
+        parts = [unit]
+        if len(unit) > 1 and not _candidates(unit, vocabulary):
+            # "health insurance" -> 健康保险, which the corpus lacks: translate its words instead.
+            parts = [[w] for w in unit if w not in STOPWORDS and w not in _QUESTION_WORDS]
+        for part in parts:
+            cands = _candidates(part, vocabulary)
+            if similarity is not None:
+                cands = rank_by_similarity(" ".join(part), cands, similarity)
+            per_unit.append(cands[:per_word])
     # Round-robin: every English word's best translation comes before any word's second best.
     out: list[str] = []
     for rank in range(per_word):
@@ -174,3 +213,35 @@ def expand_english(question: str, vocabulary: AbstractSet[str] | None = None, pe
             if rank < len(cands) and cands[rank] not in out:
                 out.append(cands[rank])
     return out
+
+
+class _Encoder(Protocol):
+    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+class EncoderSimilarity:
+    """A `Similarity` from a dense encoder, with every word's vector kept (words recur across questions).
+
+    One encoder call per question embeds the words not seen before (~5 ms for a question's worth
+    with USE). The cache is emptied when it reaches `max_cached` words, so memory stays bounded.
+    """
+
+    def __init__(self, encoder: _Encoder, max_cached: int = 20_000):
+        self.encoder = encoder
+        self.max_cached = max_cached
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        vectors = self._vectors
+        missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        if missing:
+            if len(vectors) + len(missing) > self.max_cached:
+                vectors = {}  # start over rather than grow; the words of this call are embedded below
+                missing = list(dict.fromkeys(texts))
+            vectors.update(zip(missing, self.encoder.encode_queries(missing), strict=True))
+            self._vectors = vectors
+        return np.stack([vectors[t] for t in texts])
+
+    def __call__(self, english: str, candidates: list[str]) -> Sequence[float]:
+        v = self.vectors([english, *candidates])
+        return (v[1:] @ v[0]).tolist()

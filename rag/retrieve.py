@@ -2,8 +2,9 @@
 
 Signals: the primary dense encoder (e5), an optional second dense encoder (USE, strong for
 English questions), and BM25 over jieba tokens, where English words are also looked up in
-CC-CEDICT so an English question can match Chinese keywords. Fusion weights depend on the
-question's language (docs/quality.md has the measurements behind them).
+CC-CEDICT (translations chosen by the second encoder) so an English question can match
+Chinese keywords. Fusion weights depend on the question's language (docs/quality.md has the
+measurements behind them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rag import dense, keyword
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
-from rag.expand import expand_english, reverse_cedict
+from rag.expand import EncoderSimilarity, expand_english, reverse_cedict
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -37,6 +38,8 @@ class Retriever:
         self.settings = settings
         self.encoders = encoders
         self._index = index
+        # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
+        self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         _ = index.vocabulary  # computed once per index, before its first search
         reverse_cedict(settings.cache_dir)  # load it now rather than inside the first English search
 
@@ -53,7 +56,9 @@ class Retriever:
         """jieba tokens, plus Chinese translations of English words that the corpus contains."""
         tokens = tokenize(question)
         if has_latin_words(question):
-            tokens += expand_english(question, vocabulary=index.vocabulary)
+            tokens += expand_english(
+                question, index.vocabulary, self.settings.translations_per_word, similarity=self.translation_similarity
+            )
         return tokens
 
     def dense_ranking(self, index: Index, role: str, query: np.ndarray, hub_penalty: float = 0.0) -> Ranking:

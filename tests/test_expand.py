@@ -1,0 +1,63 @@
+"""English -> Chinese expansion: the dictionary finds candidates, the second encoder picks the sense."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.encoders import SECOND
+from rag.expand import RERANK_POOL, EncoderSimilarity, expand_english, rank_by_similarity
+from rag.retrieve import Retriever
+
+
+def test_dictionary_finds_app_names_and_phrases() -> None:
+    assert "支付宝" in expand_english("Can a foreigner activate it through Alipay?")
+    assert "二维码" in expand_english("show the QR code at the pharmacy")
+    assert expand_english("what is it") == []  # question words carry nothing to translate
+
+
+def test_a_phrase_the_corpus_lacks_is_translated_word_by_word(retriever: Retriever) -> None:
+    vocabulary = retriever.index.vocabulary
+    assert "健康保险" in expand_english("Can I use my health insurance card")  # the phrase's own entry
+    assert "健康保险" not in vocabulary
+    tokens = expand_english("Can I use my health insurance card", vocabulary)
+    assert "保险" in tokens and "健康" in tokens
+
+
+def test_similarity_reorders_the_pool_and_the_dictionary_breaks_ties() -> None:
+    closeness = {"卡片": 0.9, "信用卡": 0.5, "身份证": 0.2}
+
+    def similarity(english: str, candidates: list[str]) -> Sequence[float]:
+        assert english == "card"
+        return [closeness.get(c, 0.0) for c in candidates]
+
+    assert rank_by_similarity("card", ["身份证", "信用卡", "卡片"], similarity) == ["卡片", "信用卡", "身份证"]
+    assert rank_by_similarity("card", ["甲", "乙"], similarity) == ["甲", "乙"]  # equal similarity: dictionary order
+    many = [f"词{i}" for i in range(RERANK_POOL + 3)]
+    assert len(rank_by_similarity("card", many, similarity)) == RERANK_POOL
+
+
+def test_use_picks_the_sense_the_corpus_means(retriever: Retriever) -> None:
+    vocabulary, similarity = retriever.index.vocabulary, retriever.translation_similarity
+    assert similarity is not None
+    # "city" in the dictionary order brings 重庆 (glossed "Chongqing city"); USE prefers 城乡 (urban and rural).
+    plain = expand_english("are the e-card features the same in every city", vocabulary, per_word=2)
+    ranked = expand_english("are the e-card features the same in every city", vocabulary, per_word=2, similarity=similarity)
+    assert "重庆" in plain and "重庆" not in ranked
+    # "work": 工作 (a job, to function) before 劳动 (labour).
+    plain = expand_english("Does the e-card work in another province?", vocabulary, per_word=2)
+    ranked = expand_english("Does the e-card work in another province?", vocabulary, per_word=2, similarity=similarity)
+    assert plain.index("劳动") < plain.index("工作") and ranked.index("工作") < ranked.index("劳动")
+
+
+def test_encoder_similarity_keeps_exact_vectors_and_a_bounded_cache(retriever: Retriever) -> None:
+    use = retriever.encoders[SECOND]
+    similarity = EncoderSimilarity(use, max_cached=4)
+    words = ["card", "卡片", "信用卡", "身份证"]
+    expected = use.encode_queries(words)
+    np.testing.assert_allclose(similarity.vectors(words), expected, atol=1e-6)
+    assert np.allclose(similarity("card", words[1:]), expected[1:] @ expected[0], atol=1e-6)
+    similarity.vectors(["city", "城市"])  # over the bound: the cache starts over
+    assert len(similarity._vectors) <= 4
+    np.testing.assert_allclose(similarity.vectors(["card"]), expected[:1], atol=1e-6)
