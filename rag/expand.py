@@ -9,6 +9,12 @@ inside a short gloss; an entry's first sense beats its later ones; entries with 
 polysemous ones; 2-4 character words beat single characters and long set phrases; and words jieba
 counts as frequent beat rare synonyms (外国人 before 外侨).
 
+Pinyin is read too, as a fallback: people who write in English name Chinese places and things in
+pinyin ("Shenyang", "hukou", "yibao", "Bian Que"), and CC-CEDICT glosses a place as "Shenyang
+subprovincial city and capital of ...", which is no lookup key. Each entry of two or more
+characters is also keyed by its toneless pinyin ("shenyang"; names also spaced, "bian que"),
+consulted only for a word whose English translations the corpus lacks.
+
 That order knows nothing about the corpus or the sense: "card" offers 卡片, 信用卡 and 身份证. When
 a cross-lingual encoder is at hand, the first few candidates a corpus contains are re-ordered by how
 close each is to the English word in that encoder's space (`EncoderSimilarity`, USE in the
@@ -43,6 +49,8 @@ _NOISE = re.compile(r"^(cl:|abbr\.|variant of|old variant|see |surname |used in 
 _BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\S*\|\S*")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _HAN = re.compile(r"[\u3400-\u9fff]+")
+_SYLLABLE = re.compile(r"[a-z]+[1-5]")
+PINYIN = "pinyin:"  # table keys that are toneless pinyin, not English
 _MAX_KEY_WORDS = 3
 _MAX_PER_KEY = 24  # enough to survive a vocabulary filter; keeps the table ~4x smaller
 RERANK_POOL = 8  # dictionary candidates per English word that a similarity re-orders
@@ -111,7 +119,20 @@ def _build_reverse_cedict() -> dict[str, list[tuple[str, float]]]:
                     for w in words:
                         if w not in STOPWORDS:
                             _keep_best(scores[w], word, prior * sense * 0.3)
+        for key, factor in _pinyin_keys(word, entry["pinyin"]):
+            _keep_best(scores[PINYIN + key], word, prior * factor)
     return {key: sorted(cands.items(), key=lambda kv: -kv[1])[:_MAX_PER_KEY] for key, cands in scores.items()}
+
+
+def _pinyin_keys(word: str, pinyin: str) -> list[tuple[str, float]]:
+    """Toneless pinyin keys of a word of 2+ characters: "Shen3 yang2" -> "shenyang" and, for a name, "shen yang"."""
+    syllables = pinyin.replace("u:", "v").split()
+    if len(word) < 2 or len(syllables) != len(word) or not all(_SYLLABLE.fullmatch(s.lower()) for s in syllables):
+        return []
+    bare = [s[:-1].lower() for s in syllables]
+    if syllables[0][0].isupper():  # a name: written as pinyin in English text, often with spaces
+        return [("".join(bare), 1.0), (" ".join(bare), 1.0)]
+    return [("".join(bare), 0.8)]
 
 
 def _keep_best(cands: dict[str, float], word: str, score: float) -> None:
@@ -150,7 +171,13 @@ def _lookup(words: list[str]) -> list[tuple[str, float]]:
 
 
 def _candidates(unit: list[str], vocabulary: AbstractSet[str] | None) -> list[str]:
-    return [c for c, _ in _lookup(unit) if vocabulary is None or c in vocabulary]
+    """Translations of an English word or phrase that can score; pinyin readings when it has none."""
+    found = [c for c, _ in _lookup(unit) if vocabulary is None or c in vocabulary]
+    if not found:
+        table = reverse_cedict()
+        for key in dict.fromkeys(("".join(unit), " ".join(unit))):
+            found += [c for c, _ in table.get(PINYIN + key, []) if (vocabulary is None or c in vocabulary) and c not in found]
+    return found
 
 
 def rank_by_similarity(english: str, candidates: list[str], similarity: Similarity) -> list[str]:
@@ -185,7 +212,7 @@ def expand_english(
                 and words[i] not in STOPWORDS
                 and words[i + n - 1] not in STOPWORDS
                 and len(phrase) > 1
-                and any(" ".join([*phrase[:-1], v]) in table for v, _ in _variants(phrase[-1]))
+                and (any(" ".join([*phrase[:-1], v]) in table for v, _ in _variants(phrase[-1])) or PINYIN + " ".join(phrase) in table)
             ):
                 units.append(phrase)
                 i += n

@@ -25,6 +25,15 @@ def test_a_phrase_the_corpus_lacks_is_translated_word_by_word(retriever: Retriev
     assert "保险" in tokens and "健康" in tokens
 
 
+def test_pinyin_names_and_words_are_read_when_english_has_no_translation(retriever: Retriever) -> None:
+    vocabulary = retriever.index.vocabulary
+    tokens = expand_english("Can people with a hukou from elsewhere pay in Shenyang?", vocabulary)
+    assert "户口" in tokens and "沈阳" in tokens  # 湖口 and 糊口 read the same, but the corpus has neither
+    assert expand_english("who taught Bian Que medicine", vocabulary)[0] == "扁鹊"  # a name, written spaced
+    assert "支付宝" in expand_english("pay with zhifubao", vocabulary)
+    assert "嫦娥" not in expand_english("I want to change my phone")  # an English word is never read as pinyin
+
+
 def test_similarity_reorders_the_pool_and_the_dictionary_breaks_ties() -> None:
     closeness = {"卡片": 0.9, "信用卡": 0.5, "身份证": 0.2}
 

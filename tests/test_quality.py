@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 FLOORS = {
     "zh": {"recall@5": 0.94, "mrr@10": 0.80},
-    "en": {"recall@5": 0.92, "mrr@10": 0.74},
+    "en": {"recall@5": 0.92, "mrr@10": 0.76},
 }
 
 
@@ -49,7 +49,7 @@ def test_quality_floors(report: dict[str, Any], lang: str) -> None:
 
 
 def test_highlights_hold_the_answer(retriever: Retriever) -> None:
-    """In relevant top-5 passages, the highlighted sentence holds the answer (0.83 zh / 0.77 en when set)."""
+    """In relevant top-5 passages, the highlighted sentence holds the answer (0.83 zh / 0.79 en when set)."""
     held, total = {"zh": 0, "en": 0}, {"zh": 0, "en": 0}
     for q in load_questions(QUESTIONS):
         if not q.answers:
