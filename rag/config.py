@@ -48,7 +48,7 @@ class Settings:
     fusion: str = "zscore"
     rrf_k: int = 60
     weights_zh: str = "2,0.5,1"
-    weights_en: str = "1,1,0.5"
+    weights_en: str = "1,1,0.75"
     # Hubness correction of the second encoder (cross-lingual): a unit's score is its cosine minus
     # this times its mean cosine to its 5 nearest units, so passages close to everything stop
     # winning English questions. Per question language; English MRR +0.02 (docs/quality.md).

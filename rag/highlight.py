@@ -6,7 +6,7 @@ words. Ties go to the earlier sentence; a passage that matches nothing highlight
 
 When the second encoder (USE) embeds sentences, their cosines with the question are already at hand
 (no extra model call): each sentence then scores lexical / best lexical + 0.5 x its min-max scaled
-cosine. The highlight holds the answer in 83% / 79% (zh / en) of relevant top-5 passages on the own
+cosine. The highlight holds the answer in 83% / 78% (zh / en) of relevant top-5 passages on the own
 set and 79% / 84% on the holdout, against 77% / 71% and 71% / 73% lexically (docs/quality.md).
 """
 
