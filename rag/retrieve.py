@@ -17,7 +17,7 @@ from rag import dense, keyword
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
-from rag.expand import EncoderSimilarity, expand_english, reverse_cedict
+from rag.expand import EncoderSimilarity, expand_english, pinyin_readings, reverse_cedict
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -41,7 +41,8 @@ class Retriever:
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         _ = index.vocabulary  # computed once per index, before its first search
-        reverse_cedict(settings.cache_dir)  # load it now rather than inside the first English search
+        reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
+        pinyin_readings(settings.cache_dir)
 
     @property
     def index(self) -> Index:

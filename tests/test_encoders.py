@@ -14,7 +14,7 @@ from rag.config import Settings
 from rag.encoders import PRIMARY, Encoder, bert_numpy
 from rag.encoders.sentence import SentenceEncoder
 from rag.errors import RagError
-from rag.expand import _build_reverse_cedict, expand_english, reverse_cedict
+from rag.expand import _build_pinyin_readings, _build_reverse_cedict, expand_english, pinyin_readings, reverse_cedict
 from rag.startup_cache import cached
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "questions.jsonl"
@@ -84,4 +84,10 @@ def test_cached_reverse_dictionary_equals_a_fresh_build(settings: Settings) -> N
     assert len(files) == 1
     with open(files[0], "rb") as f:
         assert pickle.load(f) == _build_reverse_cedict() == table
+    readings = pinyin_readings(settings.cache_dir)
+    files = list((settings.cache_dir / "startup").glob("cedict-pinyin-*.pickle"))
+    assert len(files) == 1
+    with open(files[0], "rb") as f:
+        assert pickle.load(f) == _build_pinyin_readings() == readings
+    assert readings["shenyang"].split("|")[0] == "沈阳"
     assert "支付宝" in expand_english("Can a foreigner activate it through Alipay?")
