@@ -29,6 +29,7 @@ def test_health(server: httpx.Client, retriever: Retriever) -> None:
         ("外国人可以用哪些证件绑定医保电子凭证", "外国人可以使用护照、外国人永久居留证等证件进行绑定"),
         ("How many people can bind one person's e-voucher?", "最多被6个人绑定"),
         ("电子医保卡和实体卡有什么区别", "电子医保卡:是虚拟的电子凭证"),
+        ("Can people with a hukou from elsewhere pay for medical insurance in Shenyang?", "外地户籍人员是 可以在沈阳交医保的"),
     ],
 )
 def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client, settings: Settings, question: str, expected: str) -> None:
