@@ -75,8 +75,8 @@ _SEARCH_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 def _answer(retriever: Retriever, request: SearchRequest) -> SearchResponse:
     with _SEARCH_SLOTS:
         started = time.perf_counter()  # took_ms is the search itself, not the wait for a slot
-        hits = retriever.search(request.question, request.top_k)
-    return to_response(request.question, hits, (time.perf_counter() - started) * 1000)
+        answer = retriever.answer(request.question, request.top_k)
+    return to_response(request.question, answer, (time.perf_counter() - started) * 1000)
 
 
 def _error(errors: list[dict[str, Any]]) -> JSONResponse:

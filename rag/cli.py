@@ -152,11 +152,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         raise RagError(format_validation_error([dict(e) for e in exc.errors()]).replace("top_k:", "-k:")) from None
     retriever = open_retriever(settings)
     started = time.perf_counter()
-    hits = retriever.search(request.question, request.top_k)
-    answer = to_response(request.question, hits, (time.perf_counter() - started) * 1000)
+    found = retriever.answer(request.question, request.top_k)
+    answer = to_response(request.question, found, (time.perf_counter() - started) * 1000)
     if args.json:
         print(json.dumps(answer.model_dump(), ensure_ascii=False, indent=2))
         return 0
+    if not answer.answerable:
+        print("(the corpus most likely does not answer this; the closest passages follow)")
     for p in answer.passages:
         c = p.citation
         print(f"{p.rank}. {c.document}:{c.line_start}-{c.line_end} [{c.start}:{c.end}]  {' > '.join(c.section)}  (score {p.score:.4f})")

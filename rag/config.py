@@ -57,6 +57,11 @@ class Settings:
     # English words of a question become at most this many CC-CEDICT translations for BM25, chosen
     # by the second encoder's similarity among the dictionary's first 8 (rag/expand.py).
     translations_per_word: int = 2
+    # The `answerable` flag (rag/answerable.py): false when the signals' disagreement on the top
+    # passage is above the first number and the top passages' keyword coverage below the second.
+    # Calibrated on the own question set by bench/answerable.py; "" = always true.
+    answerable_zh: str = "4.21,0.26"
+    answerable_en: str = "4.21,0.5"
     # Admin endpoints of `rag serve` (/admin/*): a bearer token, or none (then they answer 403,
     # except to requests from 127.0.0.1 when admin_allow_localhost is on). A token, when set, is
     # required from every client. repr=False keeps the token out of logs and tracebacks.
@@ -76,6 +81,17 @@ class Settings:
             return [float(x) for x in raw.split(",")]
         except ValueError:
             raise RagError(f"RAG_WEIGHTS_{lang.upper()} must be comma-separated numbers, got {raw!r}") from None
+
+    def answerable_thresholds(self, lang: str) -> tuple[float, float] | None:
+        """(most disagreement, least coverage) for a question language, or None when the flag is off."""
+        raw = self.answerable_en if lang == "en" else self.answerable_zh
+        if not raw.strip():
+            return None
+        try:
+            most, least = (float(x) for x in raw.split(","))
+        except ValueError:
+            raise RagError(f"RAG_ANSWERABLE_{lang.upper()} must be two comma-separated numbers or empty, got {raw!r}") from None
+        return most, least
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

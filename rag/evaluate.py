@@ -132,14 +132,30 @@ def evaluate_queries(
     out-of-corpus and only counted.
     """
     position = {id(p): str(i) for i, p in enumerate(retriever.index.passages)}
-    rankings = {qid: [position[id(h.passage)] for h in retriever.search(text, k)] for qid, text in queries.items()}
+    answers = {qid: retriever.answer(text, k) for qid, text in queries.items()}
+    rankings = {qid: [position[id(h.passage)] for h in a.hits] for qid, a in answers.items()}
+    flags = {qid: a.confidence.answerable for qid, a in answers.items()}
     answerable = [qid for qid in queries if qid in relevant]
-    report: dict[str, Any] = {"overall": score(rankings, relevant, answerable, k)}
+    unanswerable = [qid for qid in queries if qid not in relevant]
+    report: dict[str, Any] = {"overall": score(rankings, relevant, answerable, k) | flag_rate(flags, answerable)}
     for lang in sorted({langs[qid] for qid in answerable}):
-        report[lang] = score(rankings, relevant, (qid for qid in answerable if langs[qid] == lang), k)
-    report["unanswerable"] = {"questions": len(queries) - len(answerable)}
+        ids = [qid for qid in answerable if langs[qid] == lang]
+        report[lang] = score(rankings, relevant, ids, k) | flag_rate(flags, ids)
+    report["unanswerable"] = flagged_false(flags, unanswerable)
+    for lang in sorted({langs[qid] for qid in unanswerable}):
+        report["unanswerable"][lang] = flagged_false(flags, [qid for qid in unanswerable if langs[qid] == lang])
     report["misses@5"] = [qid for qid in answerable if not recall_at(rankings[qid], relevant[qid], 5)]
     return report
+
+
+def flag_rate(flags: Mapping[str, bool], ids: Sequence[str]) -> dict[str, float]:
+    """Share of answerable questions whose `answerable` flag is true (the target is at least 0.95)."""
+    return {"flagged_true": _mean(float(flags[q]) for q in ids)} if ids else {}
+
+
+def flagged_false(flags: Mapping[str, bool], ids: Sequence[str]) -> dict[str, Any]:
+    """How many out-of-corpus questions the `answerable` flag marks false."""
+    return {"questions": len(ids), "flagged_false": sum(not flags[q] for q in ids)}
 
 
 def evaluate_benchmark(retriever: Retriever, queries: Mapping[str, str], qrels: Mapping[str, set[str]], k: int = 10) -> dict[str, Any]:
@@ -154,18 +170,21 @@ def evaluate_benchmark(retriever: Retriever, queries: Mapping[str, str], qrels: 
 
 def format_table(report: dict[str, Any]) -> str:
     """A fixed-width table of the metrics, one row per group."""
-    columns = ["questions", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
-    lines = [f"{'set':<14}" + "".join(f"{c:>11}" for c in columns)]
+    columns = ["questions", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "flagged_true"]
+    lines = [f"{'set':<14}" + "".join(f"{c:>13}" for c in columns)]
     for name, metrics in report.items():
         if not isinstance(metrics, dict) or name == "unanswerable":
             continue
         cells = "".join(
-            f"{metrics[c]:>11}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>11.3f}" for c in columns
+            f"{metrics[c]:>13}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>13.3f}" for c in columns
         )
         lines.append(f"{name:<14}{cells}")
+    lines.append("(flagged_true: share of answerable questions whose `answerable` flag is true)")
     un = report.get("unanswerable", {})
     if un.get("questions"):
-        lines.append(f"unanswerable: {un['questions']} questions" + "".join(f", {k} {v}" for k, v in un.items() if k != "questions"))
+        per_lang = [f"{lang} {v['flagged_false']} of {v['questions']}" for lang, v in un.items() if isinstance(v, dict)]
+        detail = f" ({', '.join(per_lang)})" if per_lang else ""
+        lines.append(f"unanswerable: {un['questions']} questions, {un['flagged_false']} flagged false{detail}")
     if report.get("answer_not_in_any_passage"):
         lines.append(f"answers found in no passage: {', '.join(report['answer_not_in_any_passage'])}")
     return "\n".join(lines)

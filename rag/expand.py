@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -219,10 +219,39 @@ def rank_by_similarity(english: str, candidates: list[str], similarity: Similari
     return [c for _, c in sorted(zip(scores, pool, strict=True), key=lambda sc: -sc[0])]
 
 
+class Translation(NamedTuple):
+    """One English word or dictionary phrase of a question and its chosen Chinese tokens, best first."""
+
+    english: str
+    chinese: list[str]
+
+
 def expand_english(
     question: str, vocabulary: AbstractSet[str] | None = None, per_word: int = 2, similarity: Similarity | None = None
 ) -> list[str]:
     """Chinese tokens for the English words of `question`, best first, at most `per_word` per word.
+
+    Round-robin over `translate_english`: every English word's best translation comes before any
+    word's second best.
+    """
+    return interleave(t.chinese for t in translate_english(question, vocabulary, per_word, similarity))
+
+
+def interleave(lists: Iterable[list[str]]) -> list[str]:
+    """Each list's first item, then each list's second, ...; duplicates dropped."""
+    lists = list(lists)
+    out: list[str] = []
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for items in lists:
+            if rank < len(items) and items[rank] not in out:
+                out.append(items[rank])
+    return out
+
+
+def translate_english(
+    question: str, vocabulary: AbstractSet[str] | None = None, per_word: int = 2, similarity: Similarity | None = None
+) -> list[Translation]:
+    """Each content word (or dictionary phrase) of `question` with at most `per_word` Chinese tokens.
 
     Two- and three-word phrases known to the dictionary ("medical insurance", "qr code") are matched
     first and consume their words (unless none of the phrase's translations can score; then its words
@@ -252,22 +281,17 @@ def expand_english(
                 units.append([words[i]])
             i += 1
 
-    per_unit = []
+    out = []
     for unit in units:
         parts = [(unit, _candidates(unit, vocabulary))]
         if len(unit) > 1 and not parts[0][1]:
             # "health insurance" -> 健康保险, which the corpus lacks: translate its words instead.
             parts = [([w], _candidates([w], vocabulary)) for w in unit if w not in STOPWORDS and w not in _QUESTION_WORDS]
         for part, cands in parts:
+            english = " ".join(part)
             if similarity is not None:
-                cands = rank_by_similarity(" ".join(part), cands, similarity)
-            per_unit.append(cands[:per_word])
-    # Round-robin: every English word's best translation comes before any word's second best.
-    out: list[str] = []
-    for rank in range(per_word):
-        for cands in per_unit:
-            if rank < len(cands) and cands[rank] not in out:
-                out.append(cands[rank])
+                cands = rank_by_similarity(english, cands, similarity)
+            out.append(Translation(english, cands[:per_word]))
     return out
 
 

@@ -36,3 +36,16 @@ def search(index: bm25s.BM25, tokens: list[str], k: int) -> Ranking:
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     return Ranking(top.astype(np.int64), scores[top])
+
+
+def postings(index: bm25s.BM25, token: str) -> np.ndarray:
+    """Ids of the passages whose keyword tokens include `token`; empty when the corpus lacks it.
+
+    Read from the index's token-major score matrix, so it agrees with what BM25 scores.
+    """
+    tid = index.vocab_dict.get(token)
+    if tid is None:
+        return np.empty(0, dtype=np.int64)
+    indptr, indices = index.scores["indptr"], index.scores["indices"]
+    end = int(indptr[tid + 1]) if tid + 1 < len(indptr) else len(indices)
+    return np.asarray(indices[int(indptr[tid]) : end], dtype=np.int64)

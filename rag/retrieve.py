@@ -9,15 +9,17 @@ measurements behind them).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from rag import dense, keyword
+from rag import answerable, dense, keyword
+from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
-from rag.expand import EncoderSimilarity, expand_english, pinyin_readings, reverse_cedict
+from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, translate_english
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -29,6 +31,11 @@ class Hit(NamedTuple):
     score: float
     passage: Passage
     highlight: Span  # document offsets of the sentence that best answers
+
+
+class Answer(NamedTuple):
+    hits: list[Hit]
+    confidence: Confidence  # .answerable: False when the corpus most likely does not answer
 
 
 class Retriever:
@@ -55,12 +62,22 @@ class Retriever:
 
     def keyword_tokens(self, question: str, index: Index) -> list[str]:
         """jieba tokens, plus Chinese translations of English words that the corpus contains."""
+        return self.keyword_query(question, index)[0]
+
+    def keyword_query(self, question: str, index: Index) -> tuple[list[str], list[list[str]]]:
+        """BM25's tokens, and the question's keyword units for `answerable.coverage`.
+
+        A unit is a Chinese token alone, or an English word with its translations.
+        """
         tokens = tokenize(question)
-        if has_latin_words(question):
-            tokens += expand_english(
-                question, index.vocabulary, self.settings.translations_per_word, similarity=self.translation_similarity
-            )
-        return tokens
+        if not has_latin_words(question):
+            return tokens, [[t] for t in dict.fromkeys(tokens)]
+        translations = translate_english(
+            question, index.vocabulary, self.settings.translations_per_word, similarity=self.translation_similarity
+        )
+        units = [[t] for t in dict.fromkeys(tokens) if not has_latin_words(t)]
+        units += [[t.english, *t.chinese] for t in translations]
+        return tokens + interleave(t.chinese for t in translations), units
 
     def dense_ranking(self, index: Index, role: str, query: np.ndarray, hub_penalty: float = 0.0) -> Ranking:
         """One encoder's best passages for a query vector; a passage embedded as sentences scores as its best one.
@@ -96,11 +113,16 @@ class Retriever:
         return out
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
+        return self.answer(question, top_k).hits
+
+    def answer(self, question: str, top_k: int = 5) -> Answer:
+        """The best `top_k` passages, and whether the corpus likely answers the question at all."""
         index = self._index
-        keywords = self.keyword_tokens(question, index)
+        lang = detect_language(question)
+        keywords, units = self.keyword_query(question, index)
         vectors = self.query_vectors(question)
         rankings = self.rankings(question, index, keywords, vectors)
-        weights = self.settings.weights(detect_language(question))
+        weights = self.settings.weights(lang)
         if self.settings.fusion == "rrf":
             fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
         else:
@@ -110,7 +132,28 @@ class Retriever:
             passage = index.passages[pid]
             similarity = self.sentence_similarities(index, pid, vectors)
             hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
-        return hits
+        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units, vectors))
+
+    def confidence(
+        self,
+        index: Index,
+        lang: str,
+        rankings: list[Ranking],
+        weights: list[float],
+        fused: Ranking,
+        units: list[list[str]],
+        vectors: dict[str, np.ndarray],
+    ) -> Confidence:
+        """The `answerable` signals of one search (rag/answerable.py); no candidate at all is not answerable."""
+        if not fused.ids.size:
+            return Confidence(False, math.inf, 0.0)
+        top = int(fused.ids[0])
+        # Signals that took part: weighted, and (dense ones) with an encoder loaded.
+        roles = (PRIMARY, SECOND, None)
+        active = [r for r, w, role in zip(rankings, weights, roles, strict=True) if w and (role is None or role in vectors)]
+        spread = answerable.disagreement(active, top, self.settings.candidates)
+        share = answerable.coverage(index.keyword, units, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
+        return Confidence(answerable.is_answerable(spread, share, self.settings.answerable_thresholds(lang)), spread, share)
 
     def sentence_similarities(self, index: Index, pid: int, vectors: dict[str, np.ndarray]) -> np.ndarray | None:
         """The second encoder's cosine of the question with each sentence of passage `pid`, when it embeds sentences."""

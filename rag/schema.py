@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from rag.retrieve import Hit
+from rag.retrieve import Answer
 
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 50
@@ -54,13 +54,19 @@ class PassageOut(BaseModel):
 class SearchResponse(BaseModel):
     question: str
     took_ms: float
+    answerable: bool = Field(
+        description="False when the corpus most likely does not answer the question (the passages are still the best"
+        " found). A cheap estimate: docs/quality.md says how often it is right."
+    )
     passages: list[PassageOut]
 
 
-def to_response(question: str, hits: list[Hit], took_ms: float) -> SearchResponse:
+def to_response(question: str, answer: Answer, took_ms: float) -> SearchResponse:
+    hits = answer.hits
     return SearchResponse(
         question=question,
         took_ms=round(took_ms, 3),
+        answerable=answer.confidence.answerable,
         passages=[
             PassageOut(
                 rank=h.rank,

@@ -19,7 +19,8 @@ function esc(s){return s.replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;
 f.onsubmit=async e=>{e.preventDefault();out.textContent='...';
  const r=await fetch('/search?top_k=5&q='+encodeURIComponent(q.value));const j=await r.json();
  if(!r.ok){out.innerHTML='<p class="err">'+esc(j.detail||r.statusText)+'</p>';return}
- out.innerHTML='<p class="cite">'+j.took_ms.toFixed(1)+' ms</p>'+j.passages.map(p=>
+ out.innerHTML='<p class="cite">'+j.took_ms.toFixed(1)+' ms'+(j.answerable?'':
+  ' · the corpus most likely does not answer this; closest passages below / 资料中可能没有答案')+'</p>'+j.passages.map(p=>
   '<div class="hit"><div class="text">'+esc(p.text)+'</div><div class="cite">#'+p.rank+' '+esc(p.citation.document)+
   ' · '+esc(p.citation.section.join(' > '))+' · lines '+p.citation.line_start+'-'+p.citation.line_end+
   ' · chars '+p.citation.start+'-'+p.citation.end+'</div></div>').join('');};

@@ -37,6 +37,7 @@ def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client,
     assert response.status_code == 200
     body = response.json()
     assert body["question"] == question and body["took_ms"] > 0
+    assert body["answerable"] is True
     assert [p["rank"] for p in body["passages"]] == [1, 2, 3, 4, 5]
     docs = _documents(settings)
     for p in body["passages"]:
@@ -48,6 +49,13 @@ def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client,
         assert c["start"] <= h["start"] < h["end"] <= c["end"]
         assert docs[c["document"]][h["start"] : h["end"]] in p["text"]
     assert any(expected in p["text"] for p in body["passages"])
+
+
+@pytest.mark.parametrize("question", ["红烧肉怎么做", "best hotpot restaurants in Chongqing"])
+def test_off_topic_question_is_flagged_not_answerable(server: httpx.Client, question: str) -> None:
+    body = server.post("/search", json={"question": question, "top_k": 3}).json()
+    assert body["answerable"] is False
+    assert len(body["passages"]) == 3
 
 
 def test_get_search_gives_the_same_answer(server: httpx.Client) -> None:

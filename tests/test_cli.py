@@ -51,7 +51,8 @@ def test_ask_json_matches_the_api_schema(retriever: Retriever, settings: Setting
     result = rag("ask", "Can a foreigner activate it through Alipay?", "-k", "3", "--json", "--index", str(settings.index_dir))
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    assert set(body) == {"question", "took_ms", "passages"}
+    assert set(body) == {"question", "took_ms", "answerable", "passages"}
+    assert body["answerable"] is True
     assert len(body["passages"]) == 3
     assert set(body["passages"][0]["citation"]) == {"document", "title", "section", "start", "end", "line_start", "line_end"}
 
@@ -61,3 +62,10 @@ def test_ask_prints_citations(retriever: Retriever, settings: Settings) -> None:
     result = rag("ask", "外国人能用支付宝激活吗", "-k", "2", "--index", str(settings.index_dir))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("1. ") and ".txt:" in result.stdout
+
+
+@pytest.mark.slow
+def test_ask_says_when_the_corpus_most_likely_does_not_answer(retriever: Retriever, settings: Settings) -> None:
+    result = rag("ask", "红烧肉怎么做", "-k", "1", "--index", str(settings.index_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("(the corpus most likely does not answer this") and "\n1. " in result.stdout

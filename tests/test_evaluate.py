@@ -74,15 +74,20 @@ def test_beir_folder_is_indexed_in_memory_and_scored(settings: Settings, encoder
     assert report["overall"]["recall@5"] == 1.0
     assert report["overall"]["mrr@10"] >= 2 / 3
     assert set(report) >= {"overall", "en", "zh", "unanswerable"}
+    assert report["unanswerable"] == {"questions": 0, "flagged_false": 0}
+    assert 0 <= report["overall"]["flagged_true"] <= 1
 
 
 def test_in_memory_index_answers_like_the_built_one(retriever: Retriever, encoders: dict[str, Encoder]) -> None:
     """The BEIR path must measure the product: same passages give the same hits and highlights."""
     settings, built = retriever.settings, retriever.index
     memory = Retriever(settings, encoders, index_in_memory(built.passages, encoders, embedding_units_by_role(settings), progress=False))
-    for question in ("Can a foreigner activate it through Alipay?", "亲情账户最多可以绑定几个人"):
-        expected = [(h.passage.start, h.highlight) for h in retriever.search(question, 5)]
-        assert [(h.passage.start, h.highlight) for h in memory.search(question, 5)] == expected
+    for question in ("Can a foreigner activate it through Alipay?", "亲情账户最多可以绑定几个人", "红烧肉怎么做"):
+        built_answer, memory_answer = retriever.answer(question, 5), memory.answer(question, 5)
+        expected = [(h.passage.start, h.highlight) for h in built_answer.hits]
+        assert [(h.passage.start, h.highlight) for h in memory_answer.hits] == expected
+        assert memory_answer.confidence.answerable == built_answer.confidence.answerable
+        assert memory_answer.confidence.coverage == pytest.approx(built_answer.confidence.coverage)
 
 
 def test_not_a_beir_folder_is_a_clear_error(tmp_path: Path) -> None:
@@ -132,15 +137,22 @@ def test_highlights_are_citable_sentences_of_the_passage(retriever: Retriever, s
 
 @pytest.mark.slow
 def test_eval_matches_an_outside_computation_over_the_api(retriever: Retriever, server: httpx.Client) -> None:
-    """recall@5 and MRR@10 computed from HTTP answers equal what `evaluate` reports."""
-    questions = [q for q in load_questions(QUESTIONS) if q.answers][::6]
+    """recall@5, MRR@10 and the `answerable` flag's rates computed from HTTP answers equal what `evaluate` reports."""
+    questions = load_questions(QUESTIONS)
+    questions = [q for q in questions if q.answers][::6] + [q for q in questions if not q.answers][::2]
     report = evaluate(retriever, questions, k=10)
-    hits5, rr = [], []
+    hits5, rr, flagged_true, flagged_false = [], [], [], 0
     for q in questions:
-        passages = server.post("/search", json={"question": q.question, "top_k": 10}).json()["passages"]
-        found = [any("".join(a.split()) in "".join(p["text"].split()) for a in q.answers) for p in passages]
+        body = server.post("/search", json={"question": q.question, "top_k": 10}).json()
+        if not q.answers:
+            flagged_false += body["answerable"] is False
+            continue
+        found = [any("".join(a.split()) in "".join(p["text"].split()) for a in q.answers) for p in body["passages"]]
         hits5.append(any(found[:5]))
         rr.append(next((1 / (i + 1) for i, f in enumerate(found) if f), 0.0))
-    assert report["overall"]["questions"] == len(questions)
+        flagged_true.append(body["answerable"])
+    assert report["overall"]["questions"] == len(hits5)
     assert report["overall"]["recall@5"] == pytest.approx(sum(hits5) / len(hits5), abs=1e-4)
     assert report["overall"]["mrr@10"] == pytest.approx(sum(rr) / len(rr), abs=1e-4)
+    assert report["overall"]["flagged_true"] == pytest.approx(sum(flagged_true) / len(flagged_true), abs=1e-4)
+    assert report["unanswerable"]["flagged_false"] == flagged_false > 0
