@@ -79,10 +79,12 @@ def calibrate(rows: list[Row]) -> tuple[int, tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=Path, default=OWN, help="question file to calibrate on (default: the own set)")
+    parser.add_argument("--check", type=Path, default=HOLDOUT, help="question file to check on (default: the held-out set)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/quality.md alone")
     args = parser.parse_args()
-    retriever = open_retriever(Settings.from_env())
-    own, holdout = signals(retriever, OWN), signals(retriever, HOLDOUT)
+    retriever = open_retriever(Settings.from_env())  # RAG_INDEX_DIR etc. pick another corpus's index
+    own, holdout = signals(retriever, args.questions), signals(retriever, args.check)
     lines = [
         "| language | p | thresholds (disagreement, coverage) | own: answerable kept true | own: out-of-corpus flagged false"
         " | held-out: kept true | held-out: flagged false |",
