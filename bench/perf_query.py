@@ -2,7 +2,8 @@
 
 In process (this interpreter, the live index): per question, each stage timed on its own, in the order
 `Retriever.search` runs them: keyword tokens (jieba + CC-CEDICT expansion), e5 query embedding,
-USE query embedding, the two FAISS searches, BM25, fusion, hits + response model, JSON serialisation.
+USE query embedding, the two FAISS searches, BM25, fusion, the `answerable` flag, hits + response
+model, JSON serialisation.
 "bare embedding" = e5 + USE query embedding (the floor). Then the whole `Retriever.search`.
 Over HTTP: sequential POST /search to a real `rag serve` subprocess on 127.0.0.1 (keep-alive client),
 for each server variant (see perf_common.LAUNCHERS).
@@ -23,7 +24,7 @@ import http.client
 
 from perf_common import load_line, median, questions, start_server, stop_server, summary, table, write_section
 
-STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search", "fusion", "hits+response", "serialise"]
+STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search", "fusion", "answerable", "hits+response", "serialise"]
 
 
 def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float]]:
@@ -35,7 +36,7 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
     from rag.encoders import PRIMARY, SECOND
     from rag.fusion import zscore
     from rag.highlight import best_sentence
-    from rag.retrieve import Hit
+    from rag.retrieve import Answer, Hit
     from rag.schema import to_response
     from rag.tokenize import detect_language
 
@@ -51,7 +52,7 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
         for q in qs:
             index = r.index
             t0 = time.perf_counter()
-            kw = r.keyword_tokens(q, index)
+            kw, units = r.keyword_query(q, index)
             t1 = time.perf_counter()
             v1 = r.encoders[PRIMARY].encode_queries([q])[0]
             t2 = time.perf_counter()
@@ -63,20 +64,23 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             t5 = time.perf_counter()
             fused = zscore(rk, settings.weights(detect_language(q)))
             t6 = time.perf_counter()
+            vectors = {PRIMARY: v1, SECOND: v2}
+            confidence = r.confidence(index, detect_language(q), rk, settings.weights(detect_language(q)), fused, units, vectors)
+            t6a = time.perf_counter()
             hits = [
                 Hit(
                     i + 1,
                     float(s),
                     index.passages[p],
-                    best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, {PRIMARY: v1, SECOND: v2})),
+                    best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, vectors)),
                 )
                 for i, (p, s) in enumerate(zip(fused.ids[:5].tolist(), fused.scores[:5].tolist(), strict=True))
             ]
-            resp = to_response(q, hits, 0.0)
+            resp = to_response(q, Answer(hits, confidence), 0.0)
             t7 = time.perf_counter()
             resp.model_dump_json()
             t8 = time.perf_counter()
-            for name, a, b in zip(STAGES, [t0, t1, t2, t3, t4, t5, t6, t7], [t1, t2, t3, t4, t5, t6, t7, t8], strict=True):
+            for name, a, b in zip(STAGES, [t0, t1, t2, t3, t4, t5, t6, t6a, t7], [t1, t2, t3, t4, t5, t6, t6a, t7, t8], strict=True):
                 stage[name].append((b - a) * 1000)
             bare.append((t3 - t1) * 1000)
             t = time.perf_counter()
