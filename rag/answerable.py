@@ -8,9 +8,10 @@
   of its chosen translations. A word the corpus lacks weighs the most ("红烧肉", "dental").
 
 The flag is false only when both say so: disagreement above, and coverage below, the language's
-thresholds. The thresholds are calibrated on the project's own question set so that at least 97%
-of answerable questions stay true (the target is 95%) (`bench/answerable.py`; docs/quality.md has the rates, which are
-modest: these signals cannot tell "the passage is about this" from "the passage answers this").
+thresholds. `bench/answerable.py` calibrates them on the project's own question set, keeping at
+least 97% of answerable questions true (the target is 95%). docs/quality.md has the rates: it
+catches off-topic questions, rarely in-domain ones, because these signals cannot tell "the passage
+is about this" from "the passage answers this".
 """
 
 from __future__ import annotations
