@@ -62,7 +62,7 @@ def rates(rows: list[Row], thresholds: tuple[float, float]) -> tuple[float, floa
 
 
 def calibrate(rows: list[Row]) -> tuple[int, tuple[float, float]]:
-    """The knob p and its thresholds: most out-of-corpus questions caught with >= 95% kept."""
+    """The knob p and its thresholds: most out-of-corpus questions caught with at least KEEP of answerable ones kept."""
     ans = [r for r in rows if r.answerable]
     best: tuple[float, int, tuple[float, float]] | None = None
     for p in PERCENTILES:
@@ -73,7 +73,7 @@ def calibrate(rows: list[Row]) -> tuple[int, tuple[float, float]]:
         kept, caught, _, _ = rates(rows, thresholds)
         if kept >= KEEP and (best is None or caught > best[0]):
             best = (caught, p, thresholds)
-    assert best is not None, "even p=1 drops more than 5% of answerable questions"
+    assert best is not None, f"even p=1 keeps fewer than {KEEP:.0%} of answerable questions true"
     return best[1], best[2]
 
 

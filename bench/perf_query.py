@@ -34,7 +34,6 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
     from rag.cli import open_retriever
     from rag.config import Settings
     from rag.encoders import PRIMARY, SECOND
-    from rag.fusion import zscore
     from rag.highlight import best_sentence
     from rag.retrieve import Answer, Hit
     from rag.schema import to_response
@@ -58,21 +57,21 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             t2 = time.perf_counter()
             v2 = r.encoders[SECOND].encode_queries([q])[0]
             t3 = time.perf_counter()
-            rk = [r.dense_ranking(index, PRIMARY, v1), r.dense_ranking(index, SECOND, v2, settings.hub_penalty(detect_language(q)))]
+            lang = detect_language(q)
+            rk = [r.dense_ranking(index, PRIMARY, v1), r.dense_ranking(index, SECOND, v2, settings.hub_penalty(lang))]
             t4 = time.perf_counter()
             rk.append(keyword.search(index.keyword, kw, settings.candidates))
             t5 = time.perf_counter()
-            fused = zscore(rk, settings.weights(detect_language(q)))
+            fused = r.fuse(rk, settings.weights(lang))
             t6 = time.perf_counter()
-            vectors = {PRIMARY: v1, SECOND: v2}
-            confidence = r.confidence(index, detect_language(q), rk, settings.weights(detect_language(q)), fused, units, vectors)
+            confidence = r.confidence(index, lang, rk, settings.weights(lang), fused, units)
             t6a = time.perf_counter()
             hits = [
                 Hit(
                     i + 1,
                     float(s),
                     index.passages[p],
-                    best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, vectors)),
+                    best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, {PRIMARY: v1, SECOND: v2})),
                 )
                 for i, (p, s) in enumerate(zip(fused.ids[:5].tolist(), fused.scores[:5].tolist(), strict=True))
             ]

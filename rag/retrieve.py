@@ -70,12 +70,12 @@ class Retriever:
         A unit is a Chinese token alone, or an English word with its translations.
         """
         tokens = tokenize(question)
-        if not has_latin_words(question):
-            return tokens, [[t] for t in dict.fromkeys(tokens)]
-        translations = translate_english(
-            question, index.vocabulary, self.settings.translations_per_word, similarity=self.translation_similarity
+        translations = (
+            translate_english(question, index.vocabulary, self.settings.translations_per_word, similarity=self.translation_similarity)
+            if has_latin_words(question)
+            else []
         )
-        units = [[t] for t in dict.fromkeys(tokens) if not has_latin_words(t)]
+        units = [[t] for t in dict.fromkeys(tokens) if not has_latin_words(t)]  # English words come with their translations
         units += [[t.english, *t.chinese] for t in translations]
         return tokens + interleave(t.chinese for t in translations), units
 
@@ -123,26 +123,22 @@ class Retriever:
         vectors = self.query_vectors(question)
         rankings = self.rankings(question, index, keywords, vectors)
         weights = self.settings.weights(lang)
-        if self.settings.fusion == "rrf":
-            fused = rrf(rankings, k=self.settings.rrf_k, weights=weights)
-        else:
-            fused = zscore(rankings, weights)
+        fused = self.fuse(rankings, weights)
         hits = []
         for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1):
             passage = index.passages[pid]
             similarity = self.sentence_similarities(index, pid, vectors)
             hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
-        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units, vectors))
+        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units))
+
+    def fuse(self, rankings: list[Ranking], weights: list[float]) -> Ranking:
+        """The signals' rankings as one, by the configured fusion."""
+        if self.settings.fusion == "rrf":
+            return rrf(rankings, k=self.settings.rrf_k, weights=weights)
+        return zscore(rankings, weights)
 
     def confidence(
-        self,
-        index: Index,
-        lang: str,
-        rankings: list[Ranking],
-        weights: list[float],
-        fused: Ranking,
-        units: list[list[str]],
-        vectors: dict[str, np.ndarray],
+        self, index: Index, lang: str, rankings: list[Ranking], weights: list[float], fused: Ranking, units: list[list[str]]
     ) -> Confidence:
         """The `answerable` signals of one search (rag/answerable.py); no candidate at all is not answerable."""
         if not fused.ids.size:
@@ -150,7 +146,7 @@ class Retriever:
         top = int(fused.ids[0])
         # Signals that took part: weighted, and (dense ones) with an encoder loaded.
         roles = (PRIMARY, SECOND, None)
-        active = [r for r, w, role in zip(rankings, weights, roles, strict=True) if w and (role is None or role in vectors)]
+        active = [r for r, w, role in zip(rankings, weights, roles, strict=True) if w and (role is None or role in self.encoders)]
         spread = answerable.disagreement(active, top, self.settings.candidates)
         share = answerable.coverage(index.keyword, units, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
         return Confidence(answerable.is_answerable(spread, share, self.settings.answerable_thresholds(lang)), spread, share)
