@@ -43,9 +43,10 @@ def full_build(corpus: Path, index: Path) -> tuple[float, float, str]:
 
 def stages(corpus: Path) -> tuple[int, list[list[str]]]:
     """Per-stage seconds and passages/s in this process, over the same corpus."""
-    from rag.chunk import chunk_document, embedding_text, keyword_text
+    from rag.chunk import chunk_document, embedding_units, keyword_text
     from rag.config import Settings
     from rag.encoders import PRIMARY, SECOND, load_encoders
+    from rag.index import embedding_units_by_role
     from rag.ingest import load_corpus
     from rag.tokenize import tokenize
 
@@ -62,9 +63,11 @@ def stages(corpus: Path) -> tuple[int, list[list[str]]]:
     encoders = timed(label, lambda: load_encoders(settings, progress=False))
     docs, _ = timed("read corpus", lambda: load_corpus(corpus))
     passages = timed("chunk", lambda: [p for d in docs for p in chunk_document(d.id, d.text, settings.max_chars)])
-    texts = [embedding_text(p) for p in passages]
-    timed("embed e5 (sentence-transformers)", lambda: encoders[PRIMARY].encode_passages(texts))
-    timed("embed USE", lambda: encoders[SECOND].encode_passages(texts))
+    units = embedding_units_by_role(settings)  # what a build embeds: e5 passages, USE sentences (as shipped)
+    texts = {role: embedding_units(passages, unit)[0] for role, unit in units.items()}
+    e5, use = encoders[PRIMARY], encoders[SECOND]
+    timed(f"embed e5 (sentence-transformers; {len(texts[PRIMARY])} {units[PRIMARY]}s)", lambda: e5.encode_passages(texts[PRIMARY]))
+    timed(f"embed USE ({len(texts[SECOND])} {units[SECOND]}s)", lambda: use.encode_passages(texts[SECOND]))
     timed("jieba tokens", lambda: [tokenize(keyword_text(p)) for p in passages])
     n = len(passages)
     rows = [[name, f"{s:.1f}", f"{n / s:.0f}" if not name.startswith("load") else "-"] for name, s in timings]
