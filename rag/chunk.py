@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from rag.ingest.base import Document
 
 # --- line classification -------------------------------------------------------------------------
 
@@ -48,6 +51,9 @@ class Passage(NamedTuple):
     line_start: int
     line_end: int
     text: str
+    format: str = "txt"  # the document's format: txt | md | pdf | docx | html
+    page_start: int | None = None  # 1-based PDF pages the passage lies on; None without pages
+    page_end: int | None = None
 
 
 def split_lines(text: str) -> list[Line]:
@@ -279,6 +285,16 @@ def chunk_document(doc_id: str, text: str, max_chars: int = 300) -> list[Passage
                 )
             )
     return passages
+
+
+def chunk(doc: Document, max_chars: int = 300) -> list[Passage]:
+    """Passages of any document: line heuristics for txt/md (chunk_document), its blocks otherwise."""
+    if doc.blocks is None:
+        passages = chunk_document(doc.id, doc.text, max_chars)
+        return passages if doc.format == "txt" else [p._replace(format=doc.format) for p in passages]
+    from rag.chunk_blocks import chunk_blocks
+
+    return chunk_blocks(doc, max_chars)
 
 
 def embedding_text(passage: Passage, text: str | None = None) -> str:
