@@ -4,6 +4,12 @@ Access: with RAG_ADMIN_TOKEN set, every request needs `Authorization: Bearer <to
 otherwise). Without a token the endpoints are off (403), unless RAG_ADMIN_ALLOW_LOCALHOST is on,
 which lets requests from the loopback address in without a token. Behind a reverse proxy on the
 same host every request looks local, so use a token there.
+
+Localhost mode trusts the local user, not the pages their browser opens: a request must name the
+server itself as its Host (a DNS-rebinding page names its own host), must not carry an Origin or
+a `Sec-Fetch-Site: cross-site` from another site, and a POST must send JSON or no body at all (a
+cross-site form or `text/plain` fetch cannot send `application/json` without a CORS preflight,
+which this server never grants).
 """
 
 from __future__ import annotations
@@ -26,16 +32,38 @@ def guard(settings: Settings) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         if settings.admin_token:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.admin_token.encode()):
+            offered = given.strip().encode("latin-1", "replace")  # headers arrive decoded as latin-1
+            if scheme.lower() != "bearer" or not hmac.compare_digest(offered, settings.admin_token.encode("ascii")):
                 raise HTTPException(
                     401, "admin endpoints need the header `Authorization: Bearer <RAG_ADMIN_TOKEN>`", headers={"WWW-Authenticate": "Bearer"}
                 )
             return
         if settings.admin_allow_localhost and request.client is not None and request.client.host in LOOPBACK:
+            cross_site(request)
             return
         raise HTTPException(403, "admin endpoints are off: set RAG_ADMIN_TOKEN (or RAG_ADMIN_ALLOW_LOCALHOST=1 to allow 127.0.0.1)")
 
     return check
+
+
+LOCAL_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def cross_site(request: Request) -> None:
+    """403 unless the request is the server's own (see the module docstring); 415 for a non-JSON POST body."""
+    host = request.headers.get("host", "")
+    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    own_port = str(request.url.port or "")
+    if name.lower() not in LOCAL_NAMES or (port and own_port and port != own_port):
+        raise HTTPException(403, f"admin requests must be addressed to this server (Host {host!r} is not 127.0.0.1 or localhost)")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.lower() not in {f"http://{n}:{port or own_port}" for n in LOCAL_NAMES}:
+        raise HTTPException(403, f"admin requests from other sites are refused (Origin {origin!r})")
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise HTTPException(403, "admin requests from other sites are refused (Sec-Fetch-Site)")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and kind and kind != "application/json":
+        raise HTTPException(415, f"admin POST requests take application/json or no body, not {kind!r}")
 
 
 def admin_router(reloader: Reloader) -> APIRouter:

@@ -4,32 +4,69 @@ slow embedding never blocks the event loop."""
 from __future__ import annotations
 
 import os
-import threading
+import socket
 import time
 from typing import Annotated, Any
 
+import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import __version__
 from rag.admin import admin_router
+from rag.admission import Admission
+from rag.config import Settings
+from rag.errors import RagError
+from rag.http_guard import HeaderTimeoutProtocol, Limits, OneLineErrors
 from rag.reload import Reloader
 from rag.retrieve import Retriever
-from rag.schema import MAX_QUESTION_CHARS, MAX_TOP_K, SearchRequest, SearchResponse, format_validation_error, to_response
+from rag.schema import (
+    MAX_QUESTION_CHARS,
+    MAX_TOP_K,
+    ErrorResponse,
+    SearchRequest,
+    SearchResponse,
+    check_question_tokens,
+    format_validation_error,
+    to_response,
+)
 from rag.web import PAGE
+
+# What a search can answer besides 200; every error body is an ErrorResponse.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorResponse, "description": "The body did not arrive in time."},
+    413: {"model": ErrorResponse, "description": "The body is over the size limit."},
+    422: {"model": ErrorResponse, "description": "A field is invalid; `detail` names it."},
+    500: {"model": ErrorResponse, "description": "A bug: the server log has one line about it."},
+}
 
 
 def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAPI:
     """The API over `retriever`; `reloader` (started by the caller) swaps in new index versions."""
+    settings = retriever.settings
+    settings.check_serving()
     app = FastAPI(
         title="rag: bilingual retrieval with exact citations",
         version=__version__,
         description="Ask in Chinese or English; get the corpus passages that answer, each with an exact citation.",
     )
     app.state.retriever = retriever
+    admission = Admission(os.cpu_count() or 1)
     app.include_router(admin_router(reloader or Reloader(retriever)))
+    app.add_middleware(OneLineErrors)
+    app.add_middleware(
+        Limits,
+        body_timeout=settings.body_timeout_s,
+        uploads={"/admin/documents/": int(settings.max_upload_mb * 1024 * 1024)},
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"detail": detail, "errors": []}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -43,37 +80,66 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
     def page() -> str:
         return PAGE
 
-    @app.get("/health")
+    @app.get("/health", responses={500: ERRORS[500]})
     def health() -> dict[str, Any]:
         index = app.state.retriever.index
         return {"status": "ok", "passages": len(index.passages), "model": index.manifest["model"]["name"]}
 
-    @app.post("/search", response_model=SearchResponse)
-    def search_post(request: SearchRequest) -> SearchResponse:
-        return _answer(app.state.retriever, request)
+    @app.post("/search", response_model=SearchResponse, responses=ERRORS)
+    def search_post(body: SearchRequest, request: Request) -> SearchResponse | JSONResponse:
+        return _answer(app.state.retriever, admission, _client(request), body, "question")
 
-    @app.get("/search", response_model=SearchResponse)
+    @app.get("/search", response_model=SearchResponse, responses=ERRORS)
     def search_get(
-        q: Annotated[str, Query(description="The question.", max_length=MAX_QUESTION_CHARS * 2)],
+        request: Request,
+        q: Annotated[str, Query(description="The question.", max_length=MAX_QUESTION_CHARS)],
         top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
     ) -> SearchResponse | JSONResponse:
         try:
-            request = SearchRequest(question=q, top_k=top_k)
+            body = SearchRequest(question=q, top_k=top_k)
         except ValidationError as exc:
             errors = [dict(e) | {"loc": ("q",) if e["loc"][:1] == ("question",) else e["loc"]} for e in exc.errors()]
             return _error(errors)
-        return _answer(app.state.retriever, request)
+        return _answer(app.state.retriever, admission, _client(request), body, "q")
 
     return app
 
 
-# At most one search per core at a time: more only makes the encoders' threads fight over the two
-# cores (4 clients: 44.6 -> 49.9 req/s; 16 clients: 31.2 -> 44.6 req/s; docs/performance.md).
-_SEARCH_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+def server(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Server:
+    """uvicorn with the limits of rag/http_guard.py: header timeout, connection cap, short keep-alive."""
+    protocol = type("Protocol", (HeaderTimeoutProtocol,), {"HEADER_TIMEOUT": settings.header_timeout_s})
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", http=protocol, limit_concurrency=settings.max_connections, timeout_keep_alive=5
+    )
+    return uvicorn.Server(config)
 
 
-def _answer(retriever: Retriever, request: SearchRequest) -> SearchResponse:
-    with _SEARCH_SLOTS:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now so that a taken port is a one-line error before anything loads."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RagError(f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or pick another --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "?"
+
+
+def _answer(retriever: Retriever, admission: Admission, client: str, request: SearchRequest, field: str) -> SearchResponse | JSONResponse:
+    """One search, once its question fits the model and its turn has come (rag/admission.py)."""
+    tokens = retriever.question_tokens(request.question)
+    try:
+        check_question_tokens(tokens)
+    except ValueError as exc:
+        return _error([{"loc": (field,), "msg": str(exc), "type": "too_long"}])
+    with admission.slot(client, tokens):
         started = time.perf_counter()  # took_ms is the search itself, not the wait for a slot
         answer = retriever.answer(request.question, request.top_k)
     return to_response(request.question, answer, (time.perf_counter() - started) * 1000)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -106,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen environment: still one line, the traceback on request
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        print(f"rag: internal error: {type(exc).__name__}: {exc} (run again with RAG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,6 +152,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
     from rag.schema import SearchRequest, format_validation_error, to_response
 
+    if any("\udc80" <= ch <= "\udcff" for ch in args.question):  # bytes the locale could not decode
+        raise RagError("the question is not valid UTF-8; check the terminal's encoding (LANG, LC_ALL)")
     try:
         request = SearchRequest(question=args.question, top_k=args.top_k)
     except ValidationError as exc:
@@ -180,11 +188,11 @@ def _one_torch_thread_per_search() -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    import uvicorn
-
-    from rag.api import create_app
+    from rag.api import bind, create_app, server
     from rag.reload import Reloader
 
+    settings.check_serving()  # a bad token setting fails before the model loads
+    sock = bind(args.host, args.port)  # a taken port is one line now, not a traceback after "serving"
     retriever = open_retriever(settings)
     _one_torch_thread_per_search()
     handler = logging.StreamHandler()
@@ -192,6 +200,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("rag").addHandler(handler)  # index reloads and reindex jobs, one line each
     logging.getLogger("rag").setLevel(logging.INFO)
     reloader = Reloader(retriever, settings.reload_poll_ms / 1000)
+    app = create_app(retriever, reloader)
     reloader.start()
     if settings.admin_token:
         admin = "admin endpoints need the bearer token"
@@ -203,7 +212,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     try:
-        uvicorn.run(create_app(retriever, reloader), host=args.host, port=args.port, log_level="warning")
+        server(app, settings, args.host, args.port).run(sockets=[sock])
     finally:
         reloader.stop()
     return 0

@@ -67,8 +67,27 @@ class Settings:
     # required from every client. repr=False keeps the token out of logs and tracebacks.
     admin_token: str = field(default="", repr=False)
     admin_allow_localhost: bool = False
+    # Limits of `rag serve` (rag/http_guard.py, rag/admission.py): request headers and bodies must
+    # arrive within these seconds; an uploaded document may be this many MB; connections past
+    # max_connections are answered 503 at once.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    max_upload_mb: float = 50.0
+    max_connections: int = 256
     # How often `rag serve` looks at index/CURRENT for a version built by another process; 0 = never.
     reload_poll_ms: int = 1000
+
+    def check_serving(self) -> None:
+        """Refuse, at start, settings a server cannot honour: a token no client could ever send."""
+        token = self.admin_token
+        if token and (not token.strip() or not token.isascii() or not token.isprintable() or token != token.strip()):
+            raise RagError(
+                "RAG_ADMIN_TOKEN must be printable ASCII without spaces at either end (HTTP headers cannot carry it "
+                "otherwise); generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        for name in ("header_timeout_s", "body_timeout_s", "max_upload_mb", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise RagError(f"RAG_{name.upper()} must be positive, got {getattr(self, name)}")
 
     def hub_penalty(self, lang: str) -> float:
         """Hubness correction of the second encoder for a question language ("zh" or "en")."""

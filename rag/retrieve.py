@@ -112,6 +112,11 @@ class Retriever:
         out.append(keyword.search(index.keyword, keywords, self.settings.candidates))
         return out
 
+    def question_tokens(self, question: str) -> int:
+        """The question's length in the primary model's tokens (what a search costs); characters when it cannot tell."""
+        count = getattr(self.encoders[PRIMARY], "count_tokens", None)
+        return int(count(question)) if count is not None else len(question)
+
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         return self.answer(question, top_k).hits
 

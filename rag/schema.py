@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
@@ -10,6 +11,28 @@ from rag.retrieve import Answer
 
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 50
+# e5 reads at most 512 tokens, and a search costs about its length: 256 tokens is ~250 Chinese
+# characters or ~180 English words, far past any question of the own or public sets (8-60 tokens).
+MAX_QUESTION_TOKENS = 256
+# Control characters a person never types (tab, newline and carriage return are kept).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_question(value: str) -> str:
+    """The one check every question passes, from HTTP and from the CLI: text a person could type."""
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    if len(value) > MAX_QUESTION_CHARS:
+        raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise ValueError(f"is not valid Unicode text (lone surrogate U+{ord(bad):04X} at character {exc.start})") from None
+    control = _CONTROL.search(value)
+    if control:
+        raise ValueError(f"contains the control character U+{ord(control.group()):04X} at character {control.start()}")
+    return value
 
 
 class SearchRequest(BaseModel):
@@ -21,11 +44,29 @@ class SearchRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _question_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty or only whitespace")
-        if len(value) > MAX_QUESTION_CHARS:
-            raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
-        return value
+        return check_question(value)
+
+
+def check_question_tokens(tokens: int) -> None:
+    """The model-side limit, checked by the retriever's tokenizer once the text itself is valid."""
+    if tokens > MAX_QUESTION_TOKENS:
+        raise ValueError(
+            f"is {tokens} model tokens long; the limit is {MAX_QUESTION_TOKENS} (about 250 Chinese characters or 180 English words):"
+            " ask about one thing at a time"
+        )
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: `detail` is one line naming the field, `errors` the same in parts."""
+
+    detail: str = Field(description="What is wrong, `field: problem`, separated by `; `.")
+    errors: list[ErrorItem] = Field(default_factory=list)
 
 
 class Citation(BaseModel):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 
+from rag.api import server as make_server
 from rag.encoders import Encoder
 
 # A small bilingual corpus: every document has a title line, so renaming a file does not change
@@ -98,7 +98,7 @@ def wait_until_healthy(client: httpx.Client, proc: subprocess.Popen[bytes], log:
 def thread_server(app: object) -> Iterator[httpx.Client]:
     """A real uvicorn server on 127.0.0.1 in a thread of this process (for apps over in-process indexes)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    server = make_server(app, app.state.retriever.settings, "127.0.0.1", port)  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -32,6 +32,7 @@ class SentenceEncoder:
         self.batch_size = batch_size
         self._model: Any = None
         self._numpy: Any = None
+        self._counter: Any = None
         from rag.encoders import bert_numpy
 
         if query_engine == "auto" and bert_numpy.supports(Path(path)):
@@ -102,3 +103,17 @@ class SentenceEncoder:
 
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.passage_prompt, progress=progress)
+
+    def count_tokens(self, text: str) -> int:
+        """The question's length in model tokens, prompt included and before truncation: what a search costs."""
+        if self._counter is None:
+            if self._numpy is not None:
+                from tokenizers import Tokenizer
+
+                counter = Tokenizer.from_str(self._numpy.tokenizer.to_str())
+                counter.no_truncation()
+                self._counter = lambda t: len(counter.encode(t).ids)
+            else:
+                tokenizer = self.model.tokenizer
+                self._counter = lambda t: len(tokenizer(t, truncation=False)["input_ids"])
+        return int(self._counter(self.query_prompt + text))
