@@ -31,13 +31,12 @@ renamed, switched (see PAUSE_POINTS).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -51,20 +50,30 @@ from rag import dense, keyword
 from rag.chunk import UNITS, Passage, chunk_document, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
-from rag.errors import CorpusError, IndexBusyError, IndexInvalidError, IndexMissingError, RagError
-from rag.hashing import file_sha256
+from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
 from rag.incremental import DocumentChanges, diff_documents, embedding_identities, embedding_keys, read_previous, save_keys
+from rag.index_files import (
+    Stage,
+    check_files,
+    checksums,
+    current_version,
+    fsync_dir,
+    fsync_tree,
+    live_version_or_note,
+    point_current,
+    remove_old_versions,
+    version_file,
+    writer_lock,
+)
 from rag.ingest import load_corpus
 from rag.tokenize import tokenize
 
 FORMAT_VERSION = 2  # 2: per-file checksums and embedding cache keys in every version
-CURRENT = "CURRENT"
 PAUSE_POINTS = ("embedded", "writing", "written", "renamed", "switched")
 
 # The encoders themselves, or a function that loads them: a build calls it only when some passage
 # has no cached vector, so deleting a document or re-running on an unchanged corpus loads no model.
 Encoders = Mapping[str, Encoder] | Callable[[], Mapping[str, Encoder]]
-Stage = Callable[[str], None]
 LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "sentence-transformers", "transformers", "torch", "numpy")
 
 
@@ -109,30 +118,32 @@ class BuildReport:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def current_version(index_dir: Path) -> Path | None:
-    """The live version folder, or None when nothing has been built."""
-    pointer = index_dir / CURRENT
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return index_dir / name if name else None
-
-
 def load_index(settings: Settings, path: Path | None = None) -> Index:
     """Load and check the live version (or `path`); any problem becomes one error that says to run `rag index`."""
     path = path or current_version(settings.index_dir)
     if path is None:
         raise IndexMissingError(f"no index in {settings.index_dir}; run `rag index` to build it")
     fix = f"run `rag index --index {settings.index_dir}` to rebuild it"
+    if path.is_symlink() or not path.is_dir():
+        raise IndexInvalidError(f"index version {path} is missing or not a folder; {fix}")
     try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(version_file(path, "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexInvalidError(f"index at {path} is unreadable ({exc}); {fix}") from exc
     if not isinstance(manifest, dict):
         raise IndexInvalidError(f"index at {path} has a damaged manifest.json; {fix}")
-    check_manifest(manifest, settings, fix)
-    check_files(path, manifest, fix)
+    try:
+        check_manifest(manifest, settings, fix)
+        check_files(path, manifest.get("files"), fix)
+        return _load_checked(path, manifest, fix)
+    except RagError:
+        raise
+    except Exception as exc:  # a manifest with the right files but wrong types: still one clear error
+        raise IndexInvalidError(f"index at {path} has a damaged manifest.json ({type(exc).__name__}: {exc}); {fix}") from exc
+
+
+def _load_checked(path: Path, manifest: dict[str, Any], fix: str) -> Index:
+    """The arrays and indexes of a version whose manifest and checksums have been checked."""
     try:
         passages = [_passage_from_json(json.loads(line)) for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
         roles = list(manifest["encoders"])
@@ -156,6 +167,8 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
     """Refuse an index made by another format version, model or chunking."""
+    if not isinstance(manifest.get("encoders"), dict) or not all(isinstance(v, dict) for v in manifest["encoders"].values()):
+        raise IndexInvalidError(f"index manifest has no valid `encoders` entry; {fix}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexInvalidError(f"index format {manifest.get('format_version')!r} is not the supported {FORMAT_VERSION}; {fix}")
     built_with = {role: spec.get("name") for role, spec in manifest.get("encoders", {}).items()}
@@ -169,21 +182,6 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> No
         )
     if manifest.get("chunking") != chunking_config(settings):
         raise IndexInvalidError(f"index was built with chunking {manifest.get('chunking')}, now {chunking_config(settings)}; {fix}")
-
-
-def check_files(path: Path, manifest: dict[str, Any], fix: str) -> None:
-    """Every file must have the bytes the build wrote: a truncated or altered file is caught here,
-    even where numpy or faiss would load it without complaint."""
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise IndexInvalidError(f"index at {path} lists no file checksums; {fix}")
-    for name, digest in files.items():
-        try:
-            actual = file_sha256(path / name)
-        except OSError as exc:
-            raise IndexInvalidError(f"index at {path} is damaged: {name} is unreadable ({exc.strerror}); {fix}") from exc
-        if actual != digest:
-            raise IndexInvalidError(f"index at {path} is damaged: {name} does not match its checksum; {fix}")
 
 
 def encoder_names(settings: Settings) -> dict[str, str]:
@@ -240,36 +238,6 @@ def _passage_to_json(p: Passage) -> dict[str, Any]:
 # --- writing -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def writer_lock(index_dir: Path, wait: bool = True, on_wait: Stage | None = None) -> Iterator[None]:
-    """One builder at a time. flock is released by the OS when the holder dies, so it never goes stale;
-    the holder's pid is written into the file only to make the waiting message useful."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            if not wait:
-                raise IndexBusyError(
-                    f"another build (pid {holder}) is writing {index_dir}; run again when it finishes, or without --no-wait to wait for it"
-                ) from None
-            message = f"waiting for another build (pid {holder}) to finish writing {index_dir} ..."
-            if on_wait is None:
-                print(message, file=sys.stderr, flush=True)
-            else:
-                on_wait(message)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build_index(
     settings: Settings,
     encoders: Encoders,
@@ -313,7 +281,9 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     if not docs:
         raise CorpusError(f"no readable .txt or .md documents in {settings.corpus_dir}; add some and run `rag index` again")
     identities = embedding_identities(settings)
-    live = current_version(settings.index_dir)
+    live, damaged = live_version_or_note(settings.index_dir)
+    if damaged:
+        print(f"note: {damaged}", file=sys.stderr)
     previous = read_previous(live, identities, FORMAT_VERSION, reuse=not full)
     if previous.note:
         print(f"note: {previous.note}", file=sys.stderr)
@@ -386,23 +356,23 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - started, 3),
             "versions": _library_versions(),
-            "files": _checksums(tmp),
+            "files": checksums(tmp),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         _pause("written")
         os.replace(tmp, final)
-        _fsync_dir(settings.index_dir)
+        fsync_dir(settings.index_dir)
         _pause("renamed")
         stage("switching to the new version")
-        _point_current(settings.index_dir, name)
+        point_current(settings.index_dir, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if current_version(settings.index_dir) != final:
+        if live_version_or_note(settings.index_dir)[0] != final:
             shutil.rmtree(final, ignore_errors=True)
         raise
     _pause("switched")
-    _remove_old_versions(settings.index_dir, keep={name, live.name if live else name})
+    remove_old_versions(settings.index_dir, keep={name, live.name if live else name})
     seconds = time.perf_counter() - started
     return BuildReport(final, len(docs), len(passages), [(s.id, s.reason) for s in skipped], seconds, changes, embedded)
 
@@ -422,51 +392,6 @@ def _pause(point: str) -> None:
     if os.environ.get("RAG_TEST_PAUSE_AT") == point:
         print(f"paused at {point}", file=sys.stderr, flush=True)
         time.sleep(3600)
-
-
-def _point_current(index_dir: Path, name: str) -> None:
-    """Atomically make `name` the live version."""
-    tmp = index_dir / f".{CURRENT}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, index_dir / CURRENT)
-    _fsync_dir(index_dir)
-
-
-def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
-    """Keep the live version and the one it replaced (a reader may still be loading it); drop the
-    rest, including leftovers of builds that were killed (temporary folders, never-switched versions)."""
-    for path in index_dir.iterdir():
-        if path.name in keep:
-            continue
-        if path.is_dir() and (path.name.startswith("v") or path.name.startswith(".tmp-")):
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{CURRENT}.tmp-"):
-            path.unlink(missing_ok=True)
-
-
-def _checksums(root: Path) -> dict[str, str]:
-    """sha256 of every file of a version (but the manifest, which holds them), by relative path."""
-    files = (p for p in sorted(root.rglob("*")) if p.is_file() and p != root / "manifest.json")
-    return {p.relative_to(root).as_posix(): file_sha256(p) for p in files}
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _library_versions() -> dict[str, str]:

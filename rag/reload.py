@@ -48,8 +48,16 @@ class Reloader:
         """Serve the version CURRENT names if it is not served yet; True when it swapped one in."""
         settings = self.retriever.settings
         with self._lock:
-            path = current_version(settings.index_dir)
+            try:
+                path = current_version(settings.index_dir)
+            except RagError as exc:  # a damaged CURRENT: said once, shown in /admin/index, until it changes
+                if self.last_error != str(exc):
+                    self.last_error = str(exc)
+                    log.error("%s; still serving %s", exc, self.retriever.index.path.name)
+                return False
             if path is None or path == self.retriever.index.path or path.name == self._failed:
+                if path == self.retriever.index.path:
+                    self.last_error = None
                 return False
             try:
                 index = load_index(settings, path)
@@ -148,7 +156,7 @@ class Reindexer:
             report = build_index(retriever.settings, retriever.encoders, progress=False, full=job.full, stage=stage)
             stage("loading the new version")
             self.reloader.sync()
-            if retriever.index.path != current_version(retriever.settings.index_dir):
+            if retriever.index.path != report.path:
                 raise RagError(f"built {report.path.name} but could not load it ({self.reloader.last_error}); still serving the old index")
             job.result = _result(report) | {"serving": retriever.index.path.name}
             job.status = "done"

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import rag_process, wait_for_text, write_corpus
+from support import free_port, rag_process, wait_for_text, write_corpus
 
 from rag.config import Settings
 from rag.encoders import Encoder
@@ -156,7 +156,18 @@ def test_rag_serve_refuses_to_start_on_a_broken_index(small: Settings, encoders:
     report = build_index(small, encoders, progress=False)
     (report.path / "dense-primary.faiss").write_bytes(b"garbage")
     result = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "serve", "--port", "9", "--corpus", str(small.corpus_dir), "--index", str(small.index_dir)],
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--corpus",
+            str(small.corpus_dir),
+            "--index",
+            str(small.index_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
