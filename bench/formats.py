@@ -79,8 +79,11 @@ def wrap(text: str, font: str, size: float, width: float) -> list[str]:
     return lines
 
 
-def write_pdf(path: Path, title: str, items: Iterable[Item], body_size: float = BODY, width_chars: float = 38) -> None:
-    """A multi-page PDF: headings larger, body wrapped, running header and page number on every page."""
+def write_pdf(path: Path, title: str, items: Iterable[Item], body_size: float = BODY, width_chars: float = 38) -> list[int]:
+    """A multi-page PDF: headings larger, body wrapped, running header and page number on every page.
+
+    Returns the page each item starts on, so tests can check the reader's page numbers.
+    """
     from reportlab.lib.pagesizes import A5
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont
@@ -101,6 +104,7 @@ def write_pdf(path: Path, title: str, items: Iterable[Item], body_size: float = 
         canvas.drawCentredString(page_w / 2, 22, f"- {page} -")
 
     furniture()
+    starts: list[int] = []
     for item in items:
         size = body_size if item.kind in ("paragraph", "list_item") else SIZES.get(0 if item.kind == "title" else item.level, 12.5)
         leading = size * 1.5
@@ -114,6 +118,7 @@ def write_pdf(path: Path, title: str, items: Iterable[Item], body_size: float = 
             y = page_h - margin - 20
         else:
             y -= gap
+        starts.append(page)
         for i, line in enumerate(lines):
             if y < margin + 20:
                 canvas.showPage()
@@ -122,11 +127,12 @@ def write_pdf(path: Path, title: str, items: Iterable[Item], body_size: float = 
                 y = page_h - margin - 20
             canvas.setFont(PDF_FONT, size)
             if item.kind == "list_item" and i == 0:
-                canvas.drawString(margin, y, "•")
+                canvas.drawString(margin, y, "●")
             canvas.drawString(margin + indent, y, line)
             y -= leading
     canvas.showPage()
     canvas.save()
+    return starts
 
 
 # --- DOCX and HTML -------------------------------------------------------------------------------

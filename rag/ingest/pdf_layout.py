@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import statistics
 from collections import Counter
 from typing import NamedTuple
 
@@ -102,10 +101,11 @@ def paragraphs(pages: list[PageLines], body: float) -> list[Paragraph]:
         left = min(ln.x0 for ln in body_lines)
         right = max(ln.x1 for ln in body_lines)
         pitches = [a.bottom - b.bottom for a, b in itertools.pairwise(lines) if 0 < a.bottom - b.bottom < 3 * a.size]
-        pitch = statistics.median(pitches) if pitches else body * 1.5
+        # the line pitch inside a paragraph: the small end of the gaps (most gaps may be between blocks)
+        pitch = sorted(pitches)[len(pitches) // 5] if pitches else body * 1.5
         prev: TextLine | None = None
         for line in lines:
-            text = collapse(normalise(line.text))
+            text = collapse(line.text)  # raw: joining decides on the characters as written, join() normalises
             if not text:
                 continue
             heading = _is_heading(line, body)
@@ -143,6 +143,8 @@ def _breaks(prev: TextLine, line: TextLine, left: float, right: float, pitch: fl
         return True
     if line.x0 > left + line.size * 1.5 and line.x0 > prev.x0 + line.size:  # a first-line indent
         return True
+    if line.x0 < prev.x0 - line.size:  # back out of a hanging indent (the end of a list item)
+        return True
     return prev.x1 < right - prev.size * 2.5 and prev.text.rstrip()[-1:] in SENTENCE_END  # a short last line
 
 
@@ -158,15 +160,24 @@ def heading_levels(paras: list[Paragraph]) -> dict[float, int]:
 
 
 def join(parts: list[tuple[int, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The paragraph's text and, per page it runs onto, the offset in that text where the page starts."""
+    """The paragraph's normalised text and, per page it runs onto, the offset in that text where the page starts.
+
+    The space decision looks at the characters as written: full-width ＡＢＣ broken over two lines
+    is joined without a space although it normalises to ASCII.
+    """
     text = ""
+    last = ""
     starts: list[tuple[int, int]] = []
     for page, part in parts:
-        if text and not (is_cjk(text[-1]) or is_cjk(part[0]) or text.endswith("-")):
+        piece = collapse(normalise(part))
+        if not piece:
+            continue
+        if text and not (is_cjk(last[-1]) or is_cjk(part[0]) or last.endswith("-")):
             text += " "
         if not starts or starts[-1][0] != page:
             starts.append((page, len(text)))
-        text += part
+        text += piece
+        last = part
     return text, starts
 
 
