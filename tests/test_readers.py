@@ -4,8 +4,10 @@ and the corpus walk on bad files: nothing outside the corpus is read, no bad fil
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from rag.chunk import chunk, chunk_document
 from rag.ingest import (
     Document,
+    ReaderError,
     document_from_json,
     document_to_json,
     load_corpus,
@@ -207,3 +210,120 @@ def test_documents_round_trip_through_json(loaded: dict[str, dict[str, Document]
             assert document_from_json(json.loads(json.dumps(document_to_json(doc), ensure_ascii=False))) == doc
     plain = load_corpus(CORPUS)[0][0]
     assert document_from_json(json.loads(json.dumps(document_to_json(plain)))) == plain
+
+
+# --- bad files and confinement -------------------------------------------------------------------
+
+
+def _good_pdf(path: Path, text: str = "正常的文件内容，可以读取。") -> None:
+    formats.write_pdf(path, "好", [formats.Item("title", "好文件"), formats.Item("paragraph", text)])
+
+
+def test_bad_files_are_skipped_with_a_reason_and_the_rest_still_load(tmp_path: Path) -> None:
+    import pypdf
+    from reportlab.pdfgen.canvas import Canvas
+
+    _good_pdf(tmp_path / "good.pdf")
+    (tmp_path / "good.txt").write_text("好的文本。\n", encoding="utf-8")
+    (tmp_path / "empty.pdf").write_bytes(b"")
+    (tmp_path / "truncated.pdf").write_bytes((tmp_path / "good.pdf").read_bytes()[:300])
+    (tmp_path / "random.pdf").write_bytes(os.urandom(4096))
+    (tmp_path / "header-only.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(2048))
+    (tmp_path / "notzip.docx").write_bytes(b"this is not a zip archive at all")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    writer = pypdf.PdfWriter(clone_from=str(tmp_path / "good.pdf"))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with open(tmp_path / "encrypted.pdf", "wb") as f:
+        writer.write(f)
+    scan = Canvas(str(tmp_path / "scan.pdf"))
+    scan.rect(72, 72, 300, 500, fill=1)  # an image-like page: drawing, no text
+    scan.showPage()
+    scan.save()
+    docs, skipped = load_corpus(tmp_path)
+    assert sorted(d.id for d in docs) == ["good.pdf", "good.txt"]
+    reasons = dict(skipped)
+    assert set(reasons) == {
+        "empty.pdf",
+        "truncated.pdf",
+        "random.pdf",
+        "header-only.pdf",
+        "notzip.docx",
+        "latin1.txt",
+        "encrypted.pdf",
+        "scan.pdf",
+    }
+    assert reasons["empty.pdf"] == "empty file"
+    assert reasons["encrypted.pdf"].startswith("encrypted")
+    assert reasons["scan.pdf"] == "no text layer (scanned?)"
+    assert "not a zip" in reasons["notzip.docx"]
+    assert reasons["random.pdf"].startswith("not a PDF")
+    assert reasons["latin1.txt"].startswith("not valid UTF-8")
+    assert all(reasons[k] for k in ("truncated.pdf", "header-only.pdf"))
+    with pytest.raises(ReaderError, match="encrypted"):
+        read_document(tmp_path / "encrypted.pdf", tmp_path)
+
+
+def test_nothing_outside_the_corpus_is_read(tmp_path: Path) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("SECRET OUTSIDE\n", encoding="utf-8")
+    (tmp_path / "outside.txt").write_text("SECRET SIBLING\n", encoding="utf-8")
+    (corpus / "ok.txt").write_text("内容。\n", encoding="utf-8")
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (corpus / "sibling.txt").symlink_to("../outside.txt")
+    (corpus / "dir").symlink_to(outside, target_is_directory=True)
+    (corpus / "inside.txt").symlink_to("ok.txt")  # a link that stays inside is fine
+    (corpus / "broken.txt").symlink_to("missing.txt")
+    (corpus / ".hidden.txt").write_text("hidden\n", encoding="utf-8")
+    docs, skipped = load_corpus(corpus)
+    assert sorted(d.id for d in docs) == ["inside.txt", "ok.txt"]
+    assert not any("SECRET" in d.text or "root:" in d.text for d in docs)
+    reasons = dict(skipped)
+    assert reasons == {
+        "passwd.txt": "links outside the corpus folder",
+        "sibling.txt": "links outside the corpus folder",
+        "dir": "links outside the corpus folder",
+        "broken.txt": "broken link",
+    }
+    with pytest.raises(ReaderError, match="outside"):
+        read_document(corpus / "passwd.txt", corpus)
+
+
+def test_a_fifo_is_skipped_without_opening_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "ok.txt").write_text("内容。\n", encoding="utf-8")
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(load_corpus(tmp_path)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "load_corpus blocked on a FIFO"
+    docs, skipped = result[0]  # type: ignore[misc]
+    assert [d.id for d in docs] == ["ok.txt"] and skipped == [("pipe.txt", "not a regular file")]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_printable(tmp_path: Path) -> None:
+    fd = os.open(os.path.join(os.fsencode(tmp_path), b"bad\xff.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, "内容。\n".encode())
+    os.close(fd)
+    (tmp_path / "ok.txt").write_text("内容。\n", encoding="utf-8")
+    docs, skipped = load_corpus(tmp_path)
+    assert [d.id for d in docs] == ["ok.txt"]
+    assert skipped == [("bad\\xff.txt", "file name is not valid UTF-8")]
+    print(skipped[0].id)
+    json.dumps(skipped, ensure_ascii=False).encode("utf-8")
+
+
+def test_size_limit_and_cached_documents(tmp_path: Path) -> None:
+    _good_pdf(tmp_path / "a.pdf")
+    (tmp_path / "big.txt").write_text("大" * 100, encoding="utf-8")
+    docs, skipped = load_corpus(tmp_path, max_bytes=350)
+    assert [d.id for d in docs] == ["big.txt"] and [s.id for s in skipped] == ["a.pdf"] and "limit" in skipped[0].reason
+    docs, _ = load_corpus(tmp_path)
+    pdf = next(d for d in docs if d.id == "a.pdf")
+    # a cached parse is returned as it is (not parsed again), under the file's current name
+    fake = pdf._replace(id="old-name.pdf", text="CACHED TEXT\n", blocks=(), pages=())
+    (tmp_path / "a.pdf").rename(tmp_path / "renamed.pdf")
+    docs, skipped = load_corpus(tmp_path, cached={pdf.sha256: fake})
+    again = next(d for d in docs if d.id == "renamed.pdf")
+    assert again == fake._replace(id="renamed.pdf") and not skipped

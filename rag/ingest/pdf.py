@@ -23,14 +23,30 @@ INVISIBLE = dict.fromkeys(map(ord, "\x00\xad\u200b\u200c\u200d\u2060\ufeff\ufffe
 JUNK_TITLE = ("microsoft word", "untitled", "无标题", "wps")
 
 
+def _is_password(exc: BaseException) -> bool:
+    """pdfplumber wraps pdfminer's PDFPasswordIncorrect (and friends) in PdfminerException."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        name = type(e).__name__.lower()
+        if "password" in name or "encrypt" in name:
+            return True
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return False
+
+
 def _open(data: bytes) -> pdfplumber.PDF:
     if b"%PDF-" not in data[:1024]:
         raise ReaderError("not a PDF file (no %PDF header)")
     try:
         return pdfplumber.open(io.BytesIO(data))
     except Exception as exc:  # pdfminer raises its own syntax, EOF and password errors
-        name = type(exc).__name__.lower()
-        if "password" in name or "encrypt" in name:
+        if _is_password(exc):
             raise ReaderError("encrypted (needs a password)") from exc
         raise ReaderError(f"damaged PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
 
@@ -70,8 +86,7 @@ def read_pdf(data: bytes) -> Parsed:
         try:
             pages = [page_lines(page, i + 1) for i, page in enumerate(pdf.pages)]
         except Exception as exc:
-            name = type(exc).__name__.lower()
-            if "password" in name or "encrypt" in name:
+            if _is_password(exc):
                 raise ReaderError("encrypted (needs a password)") from exc
             raise
         if not pages:
