@@ -145,7 +145,10 @@ def _breaks(prev: TextLine, line: TextLine, left: float, right: float, pitch: fl
         return True
     if line.x0 < prev.x0 - line.size:  # back out of a hanging indent (the end of a list item)
         return True
-    return prev.x1 < right - prev.size * 2.5 and prev.text.rstrip()[-1:] in SENTENCE_END  # a short last line
+    # A short line ends its paragraph: Chinese text fills every line but the last; a ragged-right
+    # line of other scripts counts only when it closes a sentence.
+    last = prev.text.rstrip()[-1:]
+    return prev.x1 < right - prev.size * 2.5 and (last in SENTENCE_END or is_cjk(last))
 
 
 def _ends_paragraph(last: Paragraph) -> bool:
