@@ -210,13 +210,151 @@ def write_formats(out_dir: Path, corpus_dir: Path = ROOT / "corpus") -> dict[str
     return folders
 
 
+# --- measuring the candidate libraries (docs/formats.md) ------------------------------------------
+
+CJK_ONLY = re.compile(r"[^\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+def recall(expected: str, got: str) -> float:
+    """Share of the expected CJK characters found, in order, in what a library extracted."""
+    import difflib
+
+    a, b = CJK_ONLY.sub("", expected), CJK_ONLY.sub("", got)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return sum(m.size for m in matcher.get_matching_blocks()) / max(1, len(a))
+
+
+def measure_pdf(folder: Path, corpus_dir: Path) -> list[str]:
+    """Per library: CJK recall, sentences intact after joining its lines, ms per page."""
+    import time
+
+    import pdfplumber
+    import pypdf
+    import pypdfium2
+
+    from rag.ingest.cjk import join_lines, normalise
+
+    def pdfium(path: Path) -> list[str]:
+        doc = pypdfium2.PdfDocument(str(path))
+        return [doc[i].get_textpage().get_text_range().replace("\r\n", "\n") for i in range(len(doc))]
+
+    def plumber(path: Path) -> list[str]:
+        with pdfplumber.open(str(path)) as pdf:
+            return [page.extract_text() or "" for page in pdf.pages]
+
+    def pypdf_text(path: Path) -> list[str]:
+        return [page.extract_text() or "" for page in pypdf.PdfReader(str(path)).pages]
+
+    rows = ["| library | licence | CJK characters found | content lines intact after joining | ms per page |", "|---|---|---|---|---|"]
+    for name, licence, extract in (
+        ("pdfplumber 0.11 (pdfminer.six)", "MIT", plumber),
+        ("pypdfium2 (PDFium)", "Apache-2.0 / BSD-3", pdfium),
+        ("pypdf", "BSD-3", pypdf_text),
+    ):
+        found = intact = total = pages = 0
+        seconds = 0.0
+        scores = []
+        for path in sorted(folder.glob("*.pdf")):
+            original = (corpus_dir / f"{path.stem}.txt").read_text(encoding="utf-8")
+            items = [i.text for i in structure(original, path.stem)[1] if i.kind in ("paragraph", "list_item")]
+            started = time.perf_counter()
+            text = extract(path)
+            seconds += time.perf_counter() - started
+            pages += len(text)
+            joined = normalise(join_lines("\n".join(text).split("\n")))
+            scores.append(recall("".join(items), "".join(text)))
+            found += sum(1 for item in items if CJK_ONLY.sub("", item) in CJK_ONLY.sub("", joined))
+            intact += sum(1 for item in items if item.replace(" ", "") in joined.replace(" ", ""))
+            total += len(items)
+        share = 100 * sum(scores) / len(scores)
+        rows.append(f"| {name} | {licence} | {share:.2f}% | {100 * intact / total:.1f}% | {1000 * seconds / pages:.1f} |")
+    return rows
+
+
+def measure_readers(folders: dict[str, Path]) -> list[str]:
+    """Parse time of the shipped readers per page (PDF) and per MB (DOCX, HTML)."""
+    import time
+
+    from rag.ingest.corpus import parse
+
+    rows = ["| reader | files | size | parse time |", "|---|---|---|---|"]
+    for fmt, folder in folders.items():
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        data = [p.read_bytes() for p in files]
+        started = time.perf_counter()
+        for _ in range(5):
+            parsed = [parse(d, "html" if fmt.startswith("html") else fmt) for d in data]
+        seconds = (time.perf_counter() - started) / 5
+        size = sum(len(d) for d in data)
+        if fmt == "pdf":
+            pages = sum(len(p.pages) for p in parsed)
+            rows.append(f"| {fmt} | {len(files)} | {pages} pages | {1000 * seconds / pages:.1f} ms per page |")
+        else:
+            rows.append(f"| {fmt} | {len(files)} | {size / 1e6:.3f} MB | {seconds / (size / 1e6) * 1000:.0f} ms per MB |")
+    return rows
+
+
+def measure_html(folder: Path) -> list[str]:
+    """Candidate HTML parsers on the written pages: furniture dropped, headings found, ms per MB."""
+    import time
+
+    from bs4 import BeautifulSoup
+    from selectolax.lexbor import LexborHTMLParser
+
+    def soup(parser: str) -> object:
+        def run(page: str) -> str:
+            tree = BeautifulSoup(page, parser)
+            for node in tree(["script", "style", "nav", "header", "footer"]):
+                node.decompose()
+            return tree.get_text("\n")
+
+        return run
+
+    def lexbor(page: str) -> str:
+        tree = LexborHTMLParser(page)
+        for node in tree.css("script, style, nav, header, footer"):
+            node.decompose()
+        return tree.body.text(separator="\n") if tree.body else ""
+
+    def trafilatura_text(page: str) -> str:
+        import trafilatura
+
+        return trafilatura.extract(page, include_tables=True, favor_recall=True) or ""
+
+    pages = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.html"))]
+    size = sum(len(p.encode("utf-8")) for p in pages)
+    rows = ["| parser | content lines kept | furniture left | ms per MB |", "|---|---|---|---|"]
+    for name, run in (
+        ("selectolax 1.0 (lexbor)", lexbor),
+        ("beautifulsoup4 + lxml", soup("lxml")),
+        ("beautifulsoup4 + html.parser", soup("html.parser")),
+        ("trafilatura 2.3", trafilatura_text),
+    ):
+        started = time.perf_counter()
+        texts = [run(p) for p in pages]  # type: ignore[operator]
+        seconds = time.perf_counter() - started
+        kept = total = furniture = 0
+        for page, text in zip(pages, texts, strict=True):
+            lines = re.findall(r"<(?:p|li)>(.*?)</(?:p|li)>", page.split("<article>")[1].split("</article>")[0])
+            kept += sum(1 for line in lines if html.unescape(line) in text)
+            total += len(lines)
+            furniture += sum(1 for junk in ("tracker", "大家都在搜", "版权所有") if junk in text)
+        rows.append(f"| {name} | {100 * kept / total:.1f}% | {furniture} | {1000 * seconds / (size / 1e6):.0f} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    parser.add_argument("--measure", action="store_true", help="also compare the candidate libraries and time the readers")
     args = parser.parse_args(argv)
-    for fmt, folder in write_formats(args.out_dir, args.corpus).items():
+    folders = write_formats(args.out_dir, args.corpus)
+    for fmt, folder in folders.items():
         print(f"{fmt}: {folder} ({len(list(folder.iterdir()))} files)")
+    if args.measure:
+        for rows in (measure_pdf(folders["pdf"], args.corpus), measure_html(folders["html"]), measure_readers(folders)):
+            print("\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":
