@@ -78,7 +78,7 @@ def scan(corpus_dir: Path) -> tuple[list[Candidate], list[SkippedFile]]:
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             item = _check(Path(full), rel, root)
             if isinstance(item, Candidate):
-                found.append(item)
+                found.append(item._replace(path=corpus_dir / rel))  # as the caller named the folder
             else:
                 skipped.append(item)
     found.sort(key=lambda c: c.id)
