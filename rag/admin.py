@@ -21,7 +21,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from rag.config import Settings
-from rag.reload import Reindexer, Reloader
+from rag.ingest import store
+from rag.reload import Job, Reindexer, Reloader
+from rag.schema import ErrorResponse
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
@@ -69,7 +71,13 @@ def cross_site(request: Request) -> None:
 def admin_router(reloader: Reloader) -> APIRouter:
     """/admin/reindex (POST: start a job), /admin/reindex/{id} (its progress), /admin/index (the live version)."""
     jobs = Reindexer(reloader)
-    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(guard(reloader.retriever.settings))])
+    responses: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorResponse, "description": "A token is set and the request did not bring it."},
+        403: {"model": ErrorResponse, "description": "Admin is off, or a localhost-mode request came from another site."},
+        415: {"model": ErrorResponse, "description": "A localhost-mode POST whose body is not JSON."},
+        422: {"model": ErrorResponse, "description": "A query parameter is invalid; `detail` names it."},
+    }
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(guard(reloader.retriever.settings))], responses=responses)
 
     @router.post("/reindex", status_code=202)
     def reindex(response: Response, full: Annotated[bool, Query(description="embed every passage again")] = False) -> dict[str, Any]:
@@ -78,13 +86,40 @@ def admin_router(reloader: Reloader) -> APIRouter:
         response.headers["Location"] = f"/admin/reindex/{job.id}"
         return job.to_json()
 
-    @router.get("/reindex/{job_id}")
+    @router.get("/reindex/{job_id}", responses={404: {"model": ErrorResponse, "description": "No such job in this server."}})
     def reindex_job(job_id: str) -> dict[str, Any]:
         """A job's status (queued, running, done, failed), its current stage, and its result or error."""
         job = jobs.get(job_id)
         if job is None:
             raise HTTPException(404, f"no reindex job {job_id!r} in this server (jobs are kept in memory until it restarts)")
         return job.to_json()
+
+    corpus = reloader.retriever.settings.corpus_dir
+    doc_errors: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorResponse, "description": "No such document (DELETE)."},
+        409: {"model": ErrorResponse, "description": "The path names a folder or a link."},
+        413: {"model": ErrorResponse, "description": "The file is over RAG_MAX_UPLOAD_MB."},
+        415: {"model": ErrorResponse, "description": "Not a format the corpus reads."},
+    }
+
+    @router.put("/documents/{path:path}", status_code=202, responses=doc_errors)
+    async def put_document(path: str, request: Request, response: Response) -> dict[str, Any]:
+        """Add or replace corpus file `path` (raw body, or multipart field `file`), then reindex; returns the job."""
+        data = await _upload(request)
+        try:
+            replaced = store.put_document(corpus, path, data)
+        except store.DocumentPathError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return _queued(response, jobs.submit(False), {"document": path, "replaced": replaced, "bytes": len(data)})
+
+    @router.delete("/documents/{path:path}", status_code=202, responses=doc_errors)
+    def delete_document(path: str, response: Response) -> dict[str, Any]:
+        """Remove corpus file `path`, then reindex; returns the job."""
+        try:
+            store.delete_document(corpus, path)
+        except store.DocumentPathError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return _queued(response, jobs.submit(False), {"document": path, "removed": True})
 
     @router.get("/index")
     def index_info() -> dict[str, Any]:
@@ -99,6 +134,23 @@ def admin_router(reloader: Reloader) -> APIRouter:
             "serving_since": reloader.loaded_at,
             "reload_poll_seconds": reloader.poll_seconds,
             "reload_error": reloader.last_error,
+            "skipped": manifest.get("skipped", {}),
         }
 
     return router
+
+
+async def _upload(request: Request) -> bytes:
+    """The uploaded file's bytes: a multipart form's `file` field, or the raw body."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=4)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "file: a multipart upload needs the file in a field named `file`")
+        return await upload.read()
+    return await request.body()
+
+
+def _queued(response: Response, job: Job, extra: dict[str, Any]) -> dict[str, Any]:
+    response.headers["Location"] = f"/admin/reindex/{job.id}"
+    return job.to_json() | extra

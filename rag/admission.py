@@ -20,7 +20,8 @@ LONG_QUESTION_TOKENS = 48  # above this a question takes a long slot (own-set qu
 class Admission:
     """Slots for searches: `with admission.slot(client, tokens): search()`."""
 
-    def __init__(self, slots: int, per_client: int | None = None):
+    def __init__(self, slots: int, per_client: int | None = None, fair: bool = True):
+        self.fair = fair  # False: one queue for all, first come first served (measured against in bench/fairness.py)
         self.slots = max(1, slots)
         self._any = threading.BoundedSemaphore(self.slots)
         self._long = threading.BoundedSemaphore(max(1, self.slots - 1))
@@ -32,6 +33,10 @@ class Admission:
     @contextlib.contextmanager
     def slot(self, client: str, tokens: int) -> Iterator[None]:
         """Wait for this client's turn, then a long slot if the question is long, then any slot."""
+        if not self.fair:
+            with self._any:
+                yield
+            return
         own = self._client(client)
         try:
             with own:

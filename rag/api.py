@@ -26,7 +26,9 @@ from rag.retrieve import Retriever
 from rag.schema import (
     MAX_QUESTION_CHARS,
     MAX_TOP_K,
+    DocumentOut,
     ErrorResponse,
+    Page,
     SearchRequest,
     SearchResponse,
     check_question_tokens,
@@ -35,12 +37,13 @@ from rag.schema import (
 )
 from rag.web import PAGE
 
-# What a search can answer besides 200; every error body is an ErrorResponse.
-ERRORS: dict[int | str, dict[str, Any]] = {
-    408: {"model": ErrorResponse, "description": "The body did not arrive in time."},
-    413: {"model": ErrorResponse, "description": "The body is over the size limit."},
-    422: {"model": ErrorResponse, "description": "A field is invalid; `detail` names it."},
+# What any endpoint can answer besides its own; every error body is an ErrorResponse (but 503's).
+EVERYWHERE: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorResponse, "description": "The body did not arrive in time (RAG_BODY_TIMEOUT_S)."},
+    413: {"model": ErrorResponse, "description": "The body is over the size limit (64 KiB; uploads RAG_MAX_UPLOAD_MB)."},
+    422: {"model": ErrorResponse, "description": "A field is invalid, or the body is not readable JSON; `detail` names it."},
     500: {"model": ErrorResponse, "description": "A bug: the server log has one line about it."},
+    503: {"description": "More connections than RAG_MAX_CONNECTIONS; plain text, try again shortly.", "content": {"text/plain": {}}},
 }
 
 
@@ -52,9 +55,10 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
         title="rag: bilingual retrieval with exact citations",
         version=__version__,
         description="Ask in Chinese or English; get the corpus passages that answer, each with an exact citation.",
+        responses=EVERYWHERE,
     )
     app.state.retriever = retriever
-    admission = Admission(os.cpu_count() or 1)
+    admission = Admission(os.cpu_count() or 1, fair=settings.fair_queue)
     app.include_router(admin_router(reloader or Reloader(retriever)))
     app.add_middleware(OneLineErrors)
     app.add_middleware(
@@ -80,16 +84,16 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
     def page() -> str:
         return PAGE
 
-    @app.get("/health", responses={500: ERRORS[500]})
+    @app.get("/health")
     def health() -> dict[str, Any]:
         index = app.state.retriever.index
         return {"status": "ok", "passages": len(index.passages), "model": index.manifest["model"]["name"]}
 
-    @app.post("/search", response_model=SearchResponse, responses=ERRORS)
+    @app.post("/search", response_model=SearchResponse)
     def search_post(body: SearchRequest, request: Request) -> SearchResponse | JSONResponse:
         return _answer(app.state.retriever, admission, _client(request), body, "question")
 
-    @app.get("/search", response_model=SearchResponse, responses=ERRORS)
+    @app.get("/search", response_model=SearchResponse)
     def search_get(
         request: Request,
         q: Annotated[str, Query(description="The question.", max_length=MAX_QUESTION_CHARS)],
@@ -101,6 +105,34 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
             errors = [dict(e) | {"loc": ("q",) if e["loc"][:1] == ("question",) else e["loc"]} for e in exc.errors()]
             return _error(errors)
         return _answer(app.state.retriever, admission, _client(request), body, "q")
+
+    @app.get("/documents/{doc_id:path}", response_model=DocumentOut, responses={404: {"model": ErrorResponse}})
+    def document(
+        doc_id: str,
+        start: Annotated[int | None, Query(ge=0, description="Offset of the first character to return.")] = None,
+        end: Annotated[int | None, Query(ge=0, description="Offset after the last character to return.")] = None,
+    ) -> DocumentOut | JSONResponse:
+        """A document's canonical text (or a slice of it), to check a citation: text[start:end] is the passage."""
+        doc = app.state.retriever.index.documents.get(doc_id)
+        if doc is None:
+            raise StarletteHTTPException(404, f"no document {doc_id[:200]!r} in the index; ids are paths relative to the corpus folder")
+        length = len(doc.text)
+        lo, hi = 0 if start is None else start, length if end is None else end
+        if lo > length:
+            return _error([{"loc": ("query", "start"), "msg": f"is past the end of the document ({length} characters)"}])
+        if hi > length or hi < lo:
+            return _error([{"loc": ("query", "end"), "msg": f"must be between start ({lo}) and the document's length ({length})"}])
+        return DocumentOut(
+            id=doc.id,
+            format=doc.format,
+            title=doc.title or next((p.title for p in app.state.retriever.index.passages if p.doc_id == doc.id), None),
+            sha256=doc.sha256,
+            length=length,
+            start=lo,
+            end=hi,
+            text=doc.text[lo:hi],
+            pages=[Page(number=p.number, start=p.start, end=p.end) for p in doc.pages],
+        )
 
     return app
 

@@ -169,7 +169,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print("(the corpus most likely does not answer this; the closest passages follow)")
     for p in answer.passages:
         c = p.citation
-        print(f"{p.rank}. {c.document}:{c.line_start}-{c.line_end} [{c.start}:{c.end}]  {' > '.join(c.section)}  (score {p.score:.4f})")
+        page = "" if c.page_start is None else f" p. {c.page_start}" if c.page_start == c.page_end else f" pp. {c.page_start}-{c.page_end}"
+        where = f"{c.document}{page}:{c.line_start}-{c.line_end} [{c.start}:{c.end}]"
+        print(f"{p.rank}. {where}  {' > '.join(c.section)}  (score {p.score:.4f})")
         print("   " + p.text.replace("\n", "\n   "))
     return 0
 

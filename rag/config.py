@@ -74,6 +74,8 @@ class Settings:
     body_timeout_s: float = 10.0
     max_upload_mb: float = 50.0
     max_connections: int = 256
+    # Long questions queue apart so short ones always find a core (rag/admission.py); 0 = one queue.
+    fair_queue: bool = True
     # How often `rag serve` looks at index/CURRENT for a version built by another process; 0 = never.
     reload_poll_ms: int = 1000
 

@@ -21,6 +21,8 @@ import numpy as np
 
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND
+from rag.ingest import Document, document_from_json
+from rag.records import DOCUMENTS
 
 KEY_DTYPE = "S64"  # hex sha256; hex never contains NUL, which numpy's bytes dtype would strip
 
@@ -70,6 +72,7 @@ class Previous:
     files: dict[str, str] = field(default_factory=dict)  # document id -> sha256
     vectors: dict[str, tuple[dict[bytes, int], np.ndarray]] = field(default_factory=dict)  # role -> (key -> row, matrix)
     note: str | None = None  # why vectors are not reused, for the user
+    documents: dict[str, Document] = field(default_factory=dict)  # parsed documents by sha256 of their bytes
 
     def missing(self, role: str, keys: list[bytes], texts: list[str]) -> dict[bytes, str]:
         """The texts to embed for `role`: those whose key has no cached vector, each once, in order."""
@@ -111,6 +114,11 @@ def read_previous(version: Path | None, roles: dict[str, str], format_version: i
         previous.note = f"the live index has format {manifest.get('format_version')!r}, not {format_version}; embedding every passage"
         return previous
     checksums = manifest.get("files", {})
+    try:
+        stored = read_documents_verified(version, checksums)
+        previous.documents = {d.sha256: d for d in stored}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass  # documents are parsed again: slower, never wrong
     for role in roles:
         try:
             keys = _verified_load(version, f"keys-{role}.npy", checksums)
@@ -122,6 +130,14 @@ def read_previous(version: Path | None, roles: dict[str, str], format_version: i
             continue
         previous.vectors[role] = ({k: i for i, k in enumerate(keys.tolist())}, matrix)
     return previous
+
+
+def read_documents_verified(version: Path, checksums: dict[str, str]) -> list[Document]:
+    """The live version's parsed documents, only if documents.jsonl matches its checksum."""
+    data = (version / DOCUMENTS).read_bytes()
+    if checksums.get(DOCUMENTS) != hashlib.sha256(data).hexdigest():
+        raise ValueError(f"{DOCUMENTS} does not match its checksum")
+    return [document_from_json(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
 def _verified_load(version: Path, name: str, checksums: dict[str, str]) -> np.ndarray:

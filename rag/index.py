@@ -8,7 +8,8 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
       v<time>-<pid>/      one complete version
         manifest.json     model, chunking, corpus file hashes, counts, library versions, and the
                           sha256 of every other file here (checked on load)
-        passages.jsonl    passages with citations
+        passages.jsonl    passages with citations (format, pages)
+        documents.jsonl   each document's canonical text, structure and pages (GET /documents/{id})
         embeddings-<role>.npy  vectors of each encoder role (primary, second), one row per unit
                                (a passage, or a sentence of one: see chunk.embedding_units)
         owners-<role>.npy      the passage each row belongs to
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from rag import dense, keyword
-from rag.chunk import UNITS, Passage, chunk_document, embedding_units, keyword_text
+from rag.chunk import UNITS, Passage, chunk, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
@@ -65,10 +66,11 @@ from rag.index_files import (
     version_file,
     writer_lock,
 )
-from rag.ingest import load_corpus
+from rag.ingest import SUFFIXES, Document, load_corpus
+from rag.records import DOCUMENTS, PASSAGES, passage_to_json, read_documents, read_passages, write_documents, write_jsonl
 from rag.tokenize import tokenize
 
-FORMAT_VERSION = 2  # 2: per-file checksums and embedding cache keys in every version
+FORMAT_VERSION = 3  # 2: per-file checksums and embedding cache keys; 3: documents.jsonl, passage formats and pages
 PAUSE_POINTS = ("embedded", "writing", "written", "renamed", "switched")
 
 # The encoders themselves, or a function that loads them: a build calls it only when some passage
@@ -89,6 +91,7 @@ class Index:
     keyword: Any  # bm25s.BM25
     owners: dict[str, np.ndarray]  # by encoder role: the passage of each unit (row)
     hubness: dict[str, np.ndarray] = field(default_factory=dict)  # by role, where computed: see dense.hubness
+    documents: dict[str, Document] = field(default_factory=dict)  # canonical text of each document, by id
 
     @cached_property
     def vocabulary(self) -> frozenset[str]:
@@ -145,7 +148,8 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
 def _load_checked(path: Path, manifest: dict[str, Any], fix: str) -> Index:
     """The arrays and indexes of a version whose manifest and checksums have been checked."""
     try:
-        passages = [_passage_from_json(json.loads(line)) for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
+        passages = read_passages(path / PASSAGES)
+        documents = read_documents(path / DOCUMENTS)
         roles = list(manifest["encoders"])
         embeddings = {role: np.load(path / f"embeddings-{role}.npy", allow_pickle=False) for role in roles}
         owners = {role: np.load(path / f"owners-{role}.npy", allow_pickle=False) for role in roles}
@@ -162,7 +166,7 @@ def _load_checked(path: Path, manifest: dict[str, Any], fix: str) -> Index:
             rows.add(len(hubs[role]))
         if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
             raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
-    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners, hubs)
+    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners, hubs, documents)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -209,32 +213,6 @@ def chunking_config(settings: Settings) -> dict[str, Any]:
     return {"max_chars": settings.max_chars, "units": embedding_units_by_role(settings)}
 
 
-def _passage_from_json(row: dict[str, Any]) -> Passage:
-    return Passage(
-        doc_id=row["document"],
-        title=row["title"],
-        section=tuple(row["section"]),
-        start=row["start"],
-        end=row["end"],
-        line_start=row["line_start"],
-        line_end=row["line_end"],
-        text=row["text"],
-    )
-
-
-def _passage_to_json(p: Passage) -> dict[str, Any]:
-    return {
-        "document": p.doc_id,
-        "title": p.title,
-        "section": list(p.section),
-        "start": p.start,
-        "end": p.end,
-        "line_start": p.line_start,
-        "line_end": p.line_end,
-        "text": p.text,
-    }
-
-
 # --- writing -------------------------------------------------------------------------------------
 
 
@@ -275,11 +253,6 @@ def _loader(encoders: Encoders) -> Callable[[], Mapping[str, Encoder]]:
 def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], progress: bool, full: bool, stage: Stage) -> BuildReport:
     started = time.perf_counter()
     stage("reading the corpus")
-    docs, skipped = load_corpus(settings.corpus_dir)
-    for item in skipped:
-        print(f"skipped {item.id}: {item.reason}", file=sys.stderr)
-    if not docs:
-        raise CorpusError(f"no readable .txt or .md documents in {settings.corpus_dir}; add some and run `rag index` again")
     identities = embedding_identities(settings)
     live, damaged = live_version_or_note(settings.index_dir)
     if damaged:
@@ -287,10 +260,15 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     previous = read_previous(live, identities, FORMAT_VERSION, reuse=not full)
     if previous.note:
         print(f"note: {previous.note}", file=sys.stderr)
+    docs, skipped = load_corpus(settings.corpus_dir, cached=previous.documents)  # unchanged files are not parsed again
+    for item in skipped:
+        print(f"skipped {item.id}: {item.reason}", file=sys.stderr)
+    if not docs:
+        raise CorpusError(f"no readable documents ({', '.join(SUFFIXES)}) in {settings.corpus_dir}; add some and run `rag index` again")
     changes = diff_documents(previous.files, {d.id: d.sha256 for d in docs})
 
     stage("chunking")
-    passages = [p for doc in docs for p in chunk_document(doc.id, doc.text, settings.max_chars)]
+    passages = [p for doc in docs for p in chunk(doc, settings.max_chars)]
     if not passages:
         raise CorpusError(f"the documents in {settings.corpus_dir} contain no text to index")
     units = embedding_units_by_role(settings)
@@ -321,9 +299,8 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     final = settings.index_dir / name
     tmp.mkdir(parents=True)
     try:
-        with open(tmp / "passages.jsonl", "w", encoding="utf-8") as f:
-            for p in passages:
-                f.write(json.dumps(_passage_to_json(p), ensure_ascii=False) + "\n")
+        write_jsonl(tmp / PASSAGES, (passage_to_json(p) for p in passages))
+        write_documents(tmp / DOCUMENTS, docs)
         _pause("writing")
         dense_kinds = {}
         for role, matrix in vectors.items():

@@ -77,6 +77,9 @@ class Citation(BaseModel):
     end: int = Field(description="Offset after the last character: text == document[start:end].")
     line_start: int
     line_end: int
+    format: str = Field(description="The document's format: txt, md, pdf, docx or html.")
+    page_start: int | None = Field(description="1-based PDF page of the passage's first character; null without pages.")
+    page_end: int | None = Field(description="1-based PDF page of its last character; null without pages.")
 
 
 class Highlight(BaseModel):
@@ -102,6 +105,26 @@ class SearchResponse(BaseModel):
     passages: list[PassageOut]
 
 
+class Page(BaseModel):
+    number: int = Field(description="1-based page number.")
+    start: int = Field(description="Offset of the page's first character in `text`.")
+    end: int
+
+
+class DocumentOut(BaseModel):
+    """A document as the index holds it: `text[start:end]` of any citation of it is that passage's text."""
+
+    id: str = Field(description="Path relative to the corpus folder.")
+    format: str
+    title: str | None
+    sha256: str = Field(description="sha256 of the file's bytes when it was indexed.")
+    length: int = Field(description="Characters in the whole canonical text.")
+    start: int = Field(description="Offset of the first character returned (0 without ?start).")
+    end: int = Field(description="Offset after the last character returned.")
+    text: str = Field(description="The canonical text, or its [start:end] slice.")
+    pages: list[Page] = Field(description="Page boundaries (PDF); empty for formats without pages.")
+
+
 def to_response(question: str, answer: Answer, took_ms: float) -> SearchResponse:
     hits = answer.hits
     return SearchResponse(
@@ -121,6 +144,9 @@ def to_response(question: str, answer: Answer, took_ms: float) -> SearchResponse
                     end=h.passage.end,
                     line_start=h.passage.line_start,
                     line_end=h.passage.line_end,
+                    format=h.passage.format,
+                    page_start=h.passage.page_start,
+                    page_end=h.passage.page_end,
                 ),
                 highlight=Highlight(start=h.highlight.start, end=h.highlight.end),
             )

@@ -54,7 +54,18 @@ def test_ask_json_matches_the_api_schema(retriever: Retriever, settings: Setting
     assert set(body) == {"question", "took_ms", "answerable", "passages"}
     assert body["answerable"] is True
     assert len(body["passages"]) == 3
-    assert set(body["passages"][0]["citation"]) == {"document", "title", "section", "start", "end", "line_start", "line_end"}
+    assert set(body["passages"][0]["citation"]) == {
+        "document",
+        "title",
+        "section",
+        "start",
+        "end",
+        "line_start",
+        "line_end",
+        "format",
+        "page_start",
+        "page_end",
+    }
 
 
 @pytest.mark.slow

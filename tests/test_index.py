@@ -94,7 +94,8 @@ def _small_corpus(tmp_path: Path) -> Path:
     (corpus / "a.txt").write_text("办理指南\n外国人可以用护照办理医保电子凭证。\n", encoding="utf-8")
     (corpus / "sub" / "b.md").write_text("# Guide\n\nThe e-voucher shows a QR code at the pharmacy.\n", encoding="utf-8")
     (corpus / "bad.txt").write_bytes(b"\xff\xfe not utf-8 \x80")
-    (corpus / "ignored.pdf").write_bytes(b"%PDF")
+    (corpus / "broken.pdf").write_bytes(b"%PDF")  # a PDF cut short: skipped with its reason
+    (corpus / "ignored.xyz").write_bytes(b"not a format we read")
     return corpus
 
 
@@ -104,7 +105,8 @@ def test_small_corpus_reads_txt_and_md_recursively_and_skips_bad_files(
     s = replace(settings, corpus_dir=_small_corpus(tmp_path), index_dir=tmp_path / "index")
     report = build_index(s, encoders, progress=False)
     assert report.documents == 2
-    assert report.skipped == [("bad.txt", report.skipped[0][1])] and "UTF-8" in report.skipped[0][1]
+    skipped = dict(report.skipped)
+    assert sorted(skipped) == ["bad.txt", "broken.pdf"] and "UTF-8" in skipped["bad.txt"] and "PDF" in skipped["broken.pdf"]
     index = load_index(s)
     assert {p.doc_id for p in index.passages} == {"a.txt", "sub/b.md"}
     hits = Retriever(s, encoders, index).search("QR code pharmacy", 1)
