@@ -50,8 +50,8 @@ def longest_accepted(conn: http.client.HTTPConnection, unit: str) -> str:
     return unit * low
 
 
-def run(env: dict[str, str], requests: int, lang: str) -> dict[str, float]:
-    proc, base, _ = start_server(env=env)
+def run(env: dict[str, str], requests: int, lang: str, variant: str = "plain") -> dict[str, float]:
+    proc, base, _ = start_server(variant, env=env)
     host, port = base.removeprefix("http://").split(":")
     try:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)

@@ -32,22 +32,20 @@ class Admission:
 
     @contextlib.contextmanager
     def slot(self, client: str, tokens: int) -> Iterator[None]:
-        """Wait for this client's turn, then a long slot if the question is long, then any slot."""
+        """Wait for a long slot if the question is long, then this client's turn, then any slot."""
         if not self.fair:
             with self._any:
                 yield
             return
-        own = self._client(client)
-        try:
-            with own:
-                if tokens > LONG_QUESTION_TOKENS:
-                    with self._long, self._any:
-                        yield
-                else:
-                    with self._any:
-                        yield
-        finally:
-            self._release(client)
+        # A long question waits for a long slot before it counts against its client, so a client's
+        # queued long questions never hold back its (or another local client's) short ones.
+        with self._long if tokens > LONG_QUESTION_TOKENS else contextlib.nullcontext():
+            own = self._client(client)
+            try:
+                with own, self._any:
+                    yield
+            finally:
+                self._release(client)
 
     def _client(self, client: str) -> threading.BoundedSemaphore:
         with self._lock:

@@ -146,18 +146,19 @@ def server(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Se
     return uvicorn.Server(config)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound now so that a taken port is a one-line error before anything loads."""
+def check_port(host: str, port: int) -> None:
+    """Bind and release the port now, so that a taken port is a one-line error before anything loads.
+
+    uvicorn then binds it itself: a socket handed to it (`sockets=`) answered every request ~45 ms
+    late (Nagle's algorithm against delayed ACKs on the accepted connections), so it is not kept.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RagError(f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or pick another --port") from None
-    sock.set_inheritable(True)
-    return sock
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RagError(f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or pick another --port") from None
 
 
 def _client(request: Request) -> str:

@@ -190,11 +190,11 @@ def _one_torch_thread_per_search() -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    from rag.api import bind, create_app, server
+    from rag.api import check_port, create_app, server
     from rag.reload import Reloader
 
     settings.check_serving()  # a bad token setting fails before the model loads
-    sock = bind(args.host, args.port)  # a taken port is one line now, not a traceback after "serving"
+    check_port(args.host, args.port)  # a taken port is one line now, not a traceback after "serving"
     retriever = open_retriever(settings)
     _one_torch_thread_per_search()
     handler = logging.StreamHandler()
@@ -214,7 +214,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     try:
-        server(app, settings, args.host, args.port).run(sockets=[sock])
+        server(app, settings, args.host, args.port).run()
     finally:
         reloader.stop()
     return 0

@@ -225,3 +225,16 @@ def test_a_tampered_manifest_is_refused_quickly_with_the_fix(small: Settings, ed
     assert time.monotonic() - started < 10
     asked = _cli(small, "ask", "医保", timeout=60)
     assert asked.returncode == 2 and asked.stderr.startswith("rag: error: index") and "Traceback" not in asked.stderr
+
+
+def test_rag_serve_on_a_taken_port_is_one_line_and_exit_2(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = os.environ | {"RAG_INDEX_DIR": str(settings.index_dir)}
+        result = subprocess.run(
+            [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
