@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,7 +35,7 @@ from rag.schema import (
     format_validation_error,
     to_response,
 )
-from rag.web import PAGE
+from rag.web import page_router
 
 # What any endpoint can answer besides its own; every error body is an ErrorResponse (but 503's).
 EVERYWHERE: dict[int | str, dict[str, Any]] = {
@@ -60,6 +60,7 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
     app.state.retriever = retriever
     admission = Admission(os.cpu_count() or 1, fair=settings.fair_queue)
     app.include_router(admin_router(reloader or Reloader(retriever)))
+    app.include_router(page_router())
     app.add_middleware(OneLineErrors)
     app.add_middleware(
         Limits,
@@ -79,10 +80,6 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
             if err.get("type") == "json_invalid":
                 err["loc"], err["msg"] = ("body",), 'malformed JSON; send an object like {"question": "...", "top_k": 5}'
         return _error(errors)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return PAGE
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -180,5 +177,8 @@ def _answer(retriever: Retriever, admission: Admission, client: str, request: Se
 
 def _error(errors: list[dict[str, Any]]) -> JSONResponse:
     """422 with a one-line message naming the field, plus the structured errors."""
-    safe = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+    safe = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")).removeprefix("Value error, "), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
     return JSONResponse(status_code=422, content={"detail": format_validation_error(errors), "errors": safe})

@@ -19,12 +19,14 @@ from rag.errors import IndexMissingError, RagError
 
 if TYPE_CHECKING:
     from rag.retrieve import Retriever
+    from rag.schema import SearchRequest, SearchResponse
 
 EXAMPLES = """examples:
   rag index                                   bring the index of ./corpus up to date (only changes are embedded)
   rag index --full                            rebuild it from scratch
   rag ask "外国人可以用支付宝激活医保电子凭证吗"     top 5 passages with citations
   rag ask "Can a foreigner activate it through Alipay?" -k 3 --json
+  rag ask "外国人能用支付宝吗" --server http://127.0.0.1:8000   ask a running server (fast)
   rag serve --port 8000                       HTTP API on http://127.0.0.1:8000 (docs at /docs)
   rag eval tests/data/questions.jsonl         recall@k, MRR and nDCG of the retriever
 
@@ -70,6 +72,11 @@ def build_parser() -> Parser:
     p.add_argument("question", help="the question, in Chinese or English")
     p.add_argument("-k", "--top-k", type=int, default=5, metavar="N", help="passages to return, 1-50 (default 5)")
     p.add_argument("--json", action="store_true", help="print the same JSON answer as POST /search")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask a running `rag serve` at URL instead of loading the index here (default: RAG_SERVER); well under a second",
+    )
     locations(p)
 
     p = sub.add_parser(
@@ -119,7 +126,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from rag.index import build_index
 
     progress = not args.quiet
-    report = build_index(settings, lambda: load_encoders(settings, progress), progress, full=args.full, wait=not args.no_wait)
+    stage = (lambda text: print(f"rag index: {text}", file=sys.stderr, flush=True)) if progress else None
+    report = build_index(settings, lambda: load_encoders(settings, progress), progress, full=args.full, wait=not args.no_wait, stage=stage)
     skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""
     print(report.summary())
     print(f"indexed {report.documents} documents into {report.passages} passages{skipped} in {report.seconds:.1f} s -> {report.path}")
@@ -150,7 +158,7 @@ def open_retriever(settings: Settings, build_if_missing: bool = True) -> Retriev
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from rag.schema import SearchRequest, format_validation_error, to_response
+    from rag.schema import SearchRequest, format_validation_error
 
     if any("\udc80" <= ch <= "\udcff" for ch in args.question):  # bytes the locale could not decode
         raise RagError("the question is not valid UTF-8; check the terminal's encoding (LANG, LC_ALL)")
@@ -158,22 +166,64 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         request = SearchRequest(question=args.question, top_k=args.top_k)
     except ValidationError as exc:
         raise RagError(format_validation_error([dict(e) for e in exc.errors()]).replace("top_k:", "-k:")) from None
-    retriever = open_retriever(settings)
-    started = time.perf_counter()
-    found = retriever.answer(request.question, request.top_k)
-    answer = to_response(request.question, found, (time.perf_counter() - started) * 1000)
+    server = args.server or os.environ.get("RAG_SERVER")
+    answer = _ask_server(server, request) if server else _ask_here(settings, request)
     if args.json:
         print(json.dumps(answer.model_dump(), ensure_ascii=False, indent=2))
         return 0
+    print(format_answer(answer, color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    return 0
+
+
+def _ask_here(settings: Settings, request: SearchRequest) -> SearchResponse:
+    """Load the index and the models in this process (several seconds) and search."""
+    from rag.schema import check_question_tokens, to_response
+
+    retriever = open_retriever(settings)
+    try:
+        check_question_tokens(retriever.question_tokens(request.question))
+    except ValueError as exc:
+        raise RagError(f"question: {exc}") from None
+    started = time.perf_counter()
+    found = retriever.answer(request.question, request.top_k)
+    return to_response(request.question, found, (time.perf_counter() - started) * 1000)
+
+
+def _ask_server(url: str, request: SearchRequest) -> SearchResponse:
+    """Ask a running `rag serve` (well under a second: nothing to load)."""
+    import httpx
+
+    from rag.schema import SearchResponse
+
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/search", json=request.model_dump(), timeout=60)
+    except httpx.HTTPError as exc:
+        raise RagError(f"cannot reach the server at {url} ({exc}); start it with `rag serve`, or ask without --server") from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text[:200]
+        raise RagError(f"the server at {url} answered {response.status_code}: {detail}")
+    return SearchResponse.model_validate(response.json())
+
+
+def format_answer(answer: SearchResponse, color: bool) -> str:
+    """What `rag ask` prints: a citation line per passage, then its text with the highlight marked
+    (bold on a terminal, [[double brackets]] when piped)."""
+    lines = []
     if not answer.answerable:
-        print("(the corpus most likely does not answer this; the closest passages follow)")
+        lines.append("(the corpus most likely does not answer this; the closest passages follow)")
+    open_, close = ("\033[1m", "\033[0m") if color else ("[[", "]]")
     for p in answer.passages:
         c = p.citation
         page = "" if c.page_start is None else f" p. {c.page_start}" if c.page_start == c.page_end else f" pp. {c.page_start}-{c.page_end}"
         where = f"{c.document}{page}:{c.line_start}-{c.line_end} [{c.start}:{c.end}]"
-        print(f"{p.rank}. {where}  {' > '.join(c.section)}  (score {p.score:.4f})")
-        print("   " + p.text.replace("\n", "\n   "))
-    return 0
+        lines.append(f"{p.rank}. {where}  {' > '.join(c.section)}  (score {p.score:.4f})")
+        lo, hi = p.highlight.start - c.start, p.highlight.end - c.start
+        text = p.text[:lo] + open_ + p.text[lo:hi] + close + p.text[hi:]
+        lines.append("   " + text.replace("\n", "\n   "))
+    return "\n".join(lines)
 
 
 def _one_torch_thread_per_search() -> None:
@@ -237,10 +287,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         encoders = load_encoders(settings, progress=not args.json)
         memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=not args.json)
         retriever = Retriever(settings, encoders, memory)
-        report: dict[str, Any] = evaluate_benchmark(retriever, bench.queries, bench.qrels, k=args.k)
+        report: dict[str, Any] = evaluate_benchmark(retriever, bench.queries, bench.qrels, k=args.k, progress=not args.json)
     else:
         questions = load_questions(args.file)  # a bad file fails before the model loads
-        report = evaluate(open_retriever(settings), questions, k=args.k)
+        report = evaluate(open_retriever(settings), questions, k=args.k, progress=not args.json)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from tqdm import tqdm
 
 from rag.errors import RagError
 from rag.retrieve import Retriever
@@ -106,7 +109,7 @@ def relevant_passages(answers: Sequence[str], passage_texts: Sequence[str]) -> s
     return {str(i) for i, text in enumerate(passage_texts) if any(a in text for a in wanted)}
 
 
-def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10) -> dict[str, Any]:
+def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10, progress: bool = False) -> dict[str, Any]:
     """Metrics for a question file: relevance comes from answer strings found in passages."""
     texts = [squash(p.text) for p in retriever.index.passages]
     relevant = {q.id: relevant_passages(q.answers, texts) for q in questions if q.answers}
@@ -117,6 +120,7 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10) -
         relevant={qid: rel for qid, rel in relevant.items() if rel},
         langs={q.id: q.lang for q in questions},
         k=k,
+        progress=progress,
     )
     if missing:
         report["answer_not_in_any_passage"] = missing
@@ -124,7 +128,12 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], k: int = 10) -
 
 
 def evaluate_queries(
-    retriever: Retriever, queries: Mapping[str, str], relevant: Mapping[str, set[str]], langs: Mapping[str, str], k: int = 10
+    retriever: Retriever,
+    queries: Mapping[str, str],
+    relevant: Mapping[str, set[str]],
+    langs: Mapping[str, str],
+    k: int = 10,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The one evaluation: run every query, score the answerable ones overall and per language.
 
@@ -132,7 +141,8 @@ def evaluate_queries(
     out-of-corpus and only counted.
     """
     position = {id(p): str(i) for i, p in enumerate(retriever.index.passages)}
-    answers = {qid: retriever.answer(text, k) for qid, text in queries.items()}
+    bar = tqdm(queries.items(), desc="questions", unit="q", disable=not progress, file=sys.stderr, leave=False)
+    answers = {qid: retriever.answer(text, k) for qid, text in bar}
     rankings = {qid: [position[id(h.passage)] for h in a.hits] for qid, a in answers.items()}
     flags = {qid: a.confidence.answerable for qid, a in answers.items()}
     answerable = [qid for qid in queries if qid in relevant]
@@ -158,12 +168,14 @@ def flagged_false(flags: Mapping[str, bool], ids: Sequence[str]) -> dict[str, An
     return {"questions": len(ids), "flagged_false": sum(not flags[q] for q in ids)}
 
 
-def evaluate_benchmark(retriever: Retriever, queries: Mapping[str, str], qrels: Mapping[str, set[str]], k: int = 10) -> dict[str, Any]:
+def evaluate_benchmark(
+    retriever: Retriever, queries: Mapping[str, str], qrels: Mapping[str, set[str]], k: int = 10, progress: bool = False
+) -> dict[str, Any]:
     """Metrics for a BEIR set whose corpus is the retriever's index (passage doc_id = corpus id)."""
     by_corpus_id = {p.doc_id: str(i) for i, p in enumerate(retriever.index.passages)}
     relevant = {qid: {by_corpus_id[c] for c in ids if c in by_corpus_id} for qid, ids in qrels.items() if qid in queries}
     langs = {qid: detect_language(text) for qid, text in queries.items()}
-    report = evaluate_queries(retriever, queries, {q: r for q, r in relevant.items() if r}, langs, k)
+    report = evaluate_queries(retriever, queries, {q: r for q, r in relevant.items() if r}, langs, k, progress)
     report.pop("misses@5")
     return report
 
