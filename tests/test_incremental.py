@@ -155,3 +155,21 @@ def test_damaged_cache_is_not_reused_and_the_rebuild_repairs_the_index(
     assert len(counted["primary"].texts) == report.passages and counted["second"].texts == []
     index = load_index(small)
     assert np.allclose(np.linalg.norm(index.embeddings["primary"], axis=1), 1.0, atol=1e-4)
+
+
+def test_unchanged_documents_are_not_parsed_again(small: Settings, encoders: dict[str, Encoder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An incremental build takes unchanged files' parsed text from the live version's documents.jsonl."""
+    import rag.ingest.corpus as corpus
+
+    page = "<html><head><title>药店</title></head><body><h1>药店购药</h1><p>出示医保电子凭证即可结算。</p></body></html>"
+    (small.corpus_dir / "pharmacy.html").write_text(page, encoding="utf-8")
+    build_index(small, encoders, progress=False)
+    parsed: list[str] = []
+    real = corpus.parse
+    monkeypatch.setattr(corpus, "parse", lambda data, fmt: parsed.append(fmt) or real(data, fmt))
+    (small.corpus_dir / "pharmacy.txt").write_text("药店购药\n在定点药店扫码即可结算。\n", encoding="utf-8")
+    report = build_index(small, encoders, progress=False)
+    assert report.changes.changed == ["pharmacy.txt"] and parsed == ["txt"]
+    index = load_index(small)
+    assert index.documents["pharmacy.html"].format == "html" and "出示医保电子凭证" in index.documents["pharmacy.html"].text
+    assert build_index(small, encoders, progress=False, full=True) and parsed.count("html") == 1  # --full parses everything again
