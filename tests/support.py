@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -111,3 +112,13 @@ def thread_server(app: object) -> Iterator[httpx.Client]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def finish_job(client: httpx.Client, job: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Poll an admin reindex job until it is done or failed (two minutes at most)."""
+    deadline = time.monotonic() + 120
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = client.get(f"/admin/reindex/{job['id']}", headers=headers).json()
+    return job

@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from support import thread_server, write_corpus
+from support import finish_job, thread_server, write_corpus
 
 from rag.api import create_app
 from rag.config import Settings
@@ -40,15 +38,6 @@ def _with(retriever: Retriever, **admin: Any) -> Retriever:
     return Retriever(replace(retriever.settings, **admin), retriever.encoders, retriever.index)
 
 
-def _finish(client: httpx.Client, job: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-        job = client.get(f"/admin/reindex/{job['id']}", headers=headers).json()
-    return job
-
-
 def test_admin_endpoints_are_off_without_a_token(small: Retriever) -> None:
     with thread_server(create_app(small)) as client:
         for method, url in [("POST", "/admin/reindex"), ("GET", "/admin/index"), ("GET", "/admin/reindex/abc")]:
@@ -62,7 +51,7 @@ def test_localhost_may_reindex_without_a_token_when_the_operator_opts_in(small: 
     with thread_server(create_app(_with(small, admin_allow_localhost=True))) as client:
         response = client.post("/admin/reindex")
         assert response.status_code == 202 and response.headers["location"] == f"/admin/reindex/{response.json()['id']}"
-        job = _finish(client, response.json())
+        job = finish_job(client, response.json())
         assert job["status"] == "done", job
         assert job["result"]["summary"] == "added 0, changed 0, removed 0, unchanged 4 documents; embedded 0 passages"
 
@@ -84,7 +73,7 @@ def test_reindex_job_reports_progress_swaps_in_the_new_index_and_survives_a_fail
         (corpus / "pharmacy.txt").unlink()
         job = client.post("/admin/reindex", headers=AUTH).json()
         assert job["status"] in ("queued", "running") and job["result"] is None
-        job = _finish(client, job, AUTH)
+        job = finish_job(client, job, AUTH)
         assert job["status"] == "done" and job["stage"] == "done" and job["error"] is None, job
         result = job["result"]
         assert (result["added"], result["removed"], result["unchanged"], result["embedded"]) == (["new.txt"], ["pharmacy.txt"], 3, 1)
@@ -95,7 +84,7 @@ def test_reindex_job_reports_progress_swaps_in_the_new_index_and_survives_a_fail
 
         for path in list(corpus.rglob("*.*")):  # an empty corpus: the job fails, the index it had keeps serving
             path.unlink()
-        failed = _finish(client, client.post("/admin/reindex", headers=AUTH).json(), AUTH)
+        failed = finish_job(client, client.post("/admin/reindex", headers=AUTH).json(), AUTH)
         assert failed["status"] == "failed" and "no readable documents" in failed["error"]
         assert client.get("/admin/index", headers=AUTH).json()["version"] == result["version"]
         assert client.get("/search", params={"q": "quokka permit", "top_k": 1}).json()["passages"][0]["citation"]["document"] == "new.txt"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from support import thread_server, write_corpus
+from support import finish_job, thread_server, write_corpus
 
 from rag.api import create_app
 from rag.config import Settings
@@ -36,15 +34,6 @@ def small(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> R
     return Retriever(s, encoders, load_index(s))
 
 
-def _finish(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-        job = client.get(f"/admin/reindex/{job['id']}", headers=AUTH).json()
-    return job
-
-
 def _top(client: httpx.Client, question: str) -> str:
     return str(client.get("/search", params={"q": question, "top_k": 1}).json()["passages"][0]["citation"]["document"])
 
@@ -54,20 +43,20 @@ def test_put_raw_and_multipart_then_delete_each_reindexes(small: Retriever) -> N
     with thread_server(create_app(small)) as client:
         put = client.put("/admin/documents/permits/quokka.txt", content=QUOKKA.encode(), headers=AUTH)
         assert put.status_code == 202 and put.json()["replaced"] is False and put.headers["location"].startswith("/admin/reindex/")
-        assert _finish(client, put.json())["result"]["added"] == ["permits/quokka.txt"]
+        assert finish_job(client, put.json(), AUTH)["result"]["added"] == ["permits/quokka.txt"]
         assert (corpus / "permits" / "quokka.txt").read_text(encoding="utf-8") == QUOKKA
         assert _top(client, "When does the quokka permit office open?") == "permits/quokka.txt"
 
         files = {"file": ("page.html", PAGE.encode(), "text/html")}
         put = client.put("/admin/documents/kangaroo.html", files=files, headers=AUTH)
         assert put.status_code == 202, put.text
-        assert _finish(client, put.json())["status"] == "done"
+        assert finish_job(client, put.json(), AUTH)["status"] == "done"
         assert _top(client, "袋鼠签证办公室几点开门") == "kangaroo.html"
         doc = client.get("/documents/kangaroo.html").json()
         assert doc["format"] == "html" and "首页" not in doc["text"] and "七点开门" in doc["text"]
 
         gone = client.delete("/admin/documents/permits/quokka.txt", headers=AUTH)
-        assert gone.status_code == 202 and _finish(client, gone.json())["result"]["removed"] == ["permits/quokka.txt"]
+        assert gone.status_code == 202 and finish_job(client, gone.json(), AUTH)["result"]["removed"] == ["permits/quokka.txt"]
         assert not (corpus / "permits" / "quokka.txt").exists()
         assert client.get("/documents/permits/quokka.txt").status_code == 404
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
-from support import thread_server
+from support import finish_job, thread_server
 
 from rag.api import create_app
 from rag.beir import index_in_memory, load_benchmark
@@ -164,18 +164,8 @@ def test_index_and_admin_examples(settings: Settings, encoders: dict[str, Encode
             elif "/admin/" in c and c.startswith("curl"):
                 if job_id:
                     c = re.sub(r"/admin/reindex/[0-9a-f]{12}", f"/admin/reindex/{job_id}", c)
-                    client_wait(client, job_id, s.admin_token)
+                    finish_job(client, {"id": job_id, "status": "queued"}, {"Authorization": f"Bearer {s.admin_token}"})
                 got = json.loads(run(c.replace("localhost:8000", base), env, tmp_path))
                 assert keys(got) == keys(json.loads(example.output)), f"README line {example.line}"
                 job_id = got.get("id", job_id)
     assert job_id is not None
-
-
-def client_wait(client: httpx.Client, job_id: str, token: str) -> None:
-    """Until the job has finished, so the README's second call shows a finished job."""
-    import time
-
-    deadline = time.monotonic() + 120
-    while client.get(f"/admin/reindex/{job_id}", headers={"Authorization": f"Bearer {token}"}).json()["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
