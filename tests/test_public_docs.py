@@ -5,6 +5,7 @@ in the top 3, every citation slices its document exactly, and PDF citations name
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from rag.config import Settings
 from rag.encoders import Encoder
 from rag.index import build_index, load_index
+from rag.ingest import read_document
 from rag.retrieve import Retriever
 
 pytestmark = pytest.mark.slow
@@ -42,7 +44,7 @@ class Question(NamedTuple):
 
 QUESTIONS = [
     Question(REPORT_2024, "2024年洪泽区在政府网站上主动发布了多少条信息？", "主动发布各类政府信息 2428 条", 1),
-    Question(REPORT_2024, "洪泽区2024年作出了多少件行政处罚决定？", "行政处罚 2776", 3),
+    Question(REPORT_2024, "洪泽区2024年作出了多少件行政处罚决定？", "行政处罚 | 2776", 3),
     Question(REPORT_2024, "洪泽区政府2024年的信息公开工作还存在哪些不足？", "个别部门对复杂", 4),
     Question(
         REPORT_2023, "How many requests for government information did Hongze district receive in 2023?", "受理政府信息公开申请 21 件", 1
@@ -90,6 +92,32 @@ def test_every_public_document_is_indexed_and_every_citation_slices_exactly(publ
     assert "- 1 -" not in index.documents[REPORT_2024].text
     assert "NFCMS_SITE_ID" not in index.documents[REGULATION].text
     assert any(q.question.isascii() for q in QUESTIONS)  # at least one English question
+
+
+def test_the_readers_drop_portal_furniture_and_keep_paragraphs_and_table_rows() -> None:
+    """What the real files once showed wrong (docs/formats.md): the notice read twice (a display:none
+    copy), div menus kept and their labels made headings, indented paragraphs split after their first
+    line, section 五 of the 2023 report not joined at all, short table rows run together."""
+    docs = {name: read_document(PUBLIC / name, PUBLIC) for name in DOCUMENTS}
+    allowance = docs[ALLOWANCE]
+    assert allowance.text.count("（四）孤儿养育标准和事实无人抚养儿童基本生活补贴标准为每人每月2976元。") == 1
+    for name in (ALLOWANCE, REGULATION):
+        doc = docs[name]
+        headings = [doc.text[b.start : b.end] for b in doc.blocks or () if b.kind == "heading"]
+        assert doc.title and headings[0] in doc.title  # the article's <h1> comes first
+        assert not {"语言", "手机端", "微信", "微博"} & set(headings)
+        assert not {"首页", "政务公开", "政务服务", "关怀版"} & set(doc.text.split("\n"))
+        assert "版权所有" not in doc.text and "当前位置" not in doc.text
+    assert [b.kind for b in allowance.blocks or ()].count("heading") == 1
+    for name in (REPORT_2023, REPORT_2024):
+        doc = docs[name]
+        rows = [doc.text[b.start : b.end] for b in doc.blocks or () if b.kind == "table_row"]
+        assert "规章 | 0 | 0 | 0" in rows and not re.search(r"\d行政规范性文件|\d第二十条", doc.text)
+        assert "本报告由淮安市洪泽区人民政府办公室根据《中华人民共和国政府信息公开条例》" in doc.text  # first line joined
+    rows_2024 = docs[REPORT_2024].text.split("\n")
+    assert "行政规范性文件 | 3 | 0 | 8" in rows_2024 and "行政许可 | 9487" in rows_2024
+    section_5 = next(line for line in docs[REPORT_2023].text.split("\n") if line.startswith("2023 年，洪泽区政府信息公开工作取得"))
+    assert "依申请公开工作规范性还有待提高" in section_5 and section_5.endswith("思想认识和业务工作水平。")
 
 
 @pytest.mark.parametrize("q", QUESTIONS, ids=[f"{q.doc_id.split('-')[0]}-{i}" for i, q in enumerate(QUESTIONS)])

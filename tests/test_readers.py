@@ -144,7 +144,8 @@ def test_html_entities_headings_and_blocks(tmp_path: Path) -> None:
         "<html><head><title>通知 &amp; 公告</title><script>alert(1)</script></head><body>"
         "<nav>导航</nav><h1>一级</h1><p>A &amp; B &lt;c&gt; &#20013;&#x6587;&nbsp;字</p><aside>广告</aside>"
         "<h2>二级</h2><ul><li>第一项</li><li>第二项</li></ul><table><tr><th>名称</th><th>值</th></tr><tr><td>甲</td><td>1</td></tr></table>"
-        "<p>跨行的中文\n句子 and English\nwords</p><form>搜索</form><noscript>x</noscript><footer>页脚</footer></body></html>"
+        "<p>跨行的中文\n句子 and English\nwords</p><form><input value=关键词><button>搜索</button></form><noscript>x</noscript>"
+        "<footer>页脚</footer></body></html>"
     )
     (tmp_path / "p.htm").write_text(page, encoding="utf-8")
     doc = read_document(tmp_path / "p.htm", tmp_path)

@@ -4,7 +4,8 @@ Rules (docs/formats.md): a line found at the top or bottom of most pages (digits
 running header or footer, and a lone page number ("3", "- 3 -", "第 3 页", "3 / 10") at the top or
 bottom is furniture; lines clearly larger than the body text are headings, one level per size;
 body lines join into a paragraph until a larger gap, a first-line indent, a short line or a
-bullet; joining puts no space between Chinese characters and one space between other words;
+bullet; a table row (pdf.py splits a line into cells at wide gaps) is a block of its own;
+joining puts no space between Chinese characters and one space between other words;
 compatibility characters are normalised (cjk.normalise).
 """
 
@@ -37,6 +38,7 @@ class TextLine(NamedTuple):
     bottom: float  # PDF coordinates: y grows upwards
     top: float
     size: float  # font size in points
+    row: bool = False  # a row of a table (text is its cells joined by " | "): a block of its own
 
 
 class PageLines(NamedTuple):
@@ -54,6 +56,11 @@ def _in_margin(line: TextLine, page: PageLines) -> bool:
     return line.bottom > page.height * (1 - MARGIN_ZONE) or line.top < page.height * MARGIN_ZONE
 
 
+def _plain(line: TextLine) -> str:
+    """The line's text without the cell separators of a row ("第 3 页 | 共 10 页" is a page number)."""
+    return (line.text.replace(" | ", " ") if line.row else line.text).strip()
+
+
 def drop_furniture(pages: list[PageLines]) -> list[PageLines]:
     """Pages without running headers/footers (repeated in the margin zone) and page numbers."""
     counts: Counter[str] = Counter()
@@ -63,9 +70,7 @@ def drop_furniture(pages: list[PageLines]) -> list[PageLines]:
     out = []
     for page in pages:
         kept = [
-            line
-            for line in page.lines
-            if not (_in_margin(line, page) and (_key(line.text) in repeated or PAGE_NUMBER.match(line.text.strip())))
+            line for line in page.lines if not (_in_margin(line, page) and (_key(line.text) in repeated or PAGE_NUMBER.match(_plain(line))))
         ]
         out.append(page._replace(lines=kept))
     return out
@@ -81,7 +86,7 @@ def body_size(pages: list[PageLines]) -> float:
 
 
 class Paragraph(NamedTuple):
-    kind: str  # heading | paragraph | list_item
+    kind: str  # heading | paragraph | list_item | table_row
     size: float
     parts: list[tuple[int, str]]  # (page number, line text), in order
 
@@ -90,43 +95,62 @@ def _is_heading(line: TextLine, body: float) -> bool:
     return line.size >= body * HEADING_RATIO and len(line.text.strip()) <= MAX_HEADING_CHARS
 
 
+def _size_key(size: float) -> float:
+    return round(size * 2) / 2
+
+
+def line_pitches(pages: list[PageLines]) -> dict[float, float]:
+    """Per font size, the line pitch inside a paragraph: the small end of the gaps between consecutive lines
+    of that size in the whole document (most gaps may be between blocks; a page of tight table rows must
+    not set the pitch for its body text)."""
+    gaps: dict[float, list[float]] = {}
+    for page in pages:
+        for a, b in itertools.pairwise(page.lines):
+            gap = a.bottom - b.bottom
+            if not (a.row or b.row) and abs(a.size - b.size) < 0.5 and 0 < gap < 3 * b.size:
+                gaps.setdefault(_size_key(b.size), []).append(gap)
+    return {size: sorted(g)[len(g) // 5] for size, g in gaps.items()}
+
+
 def paragraphs(pages: list[PageLines], body: float) -> list[Paragraph]:
-    """Group visual lines into headings, list items and paragraphs, across page breaks where a paragraph runs on."""
+    """Group visual lines into headings, list items, table rows and paragraphs, across page breaks where a
+    paragraph runs on."""
     out: list[Paragraph] = []
+    pitches = line_pitches(pages)
     for page in pages:
         lines = page.lines
         if not lines:
             continue
-        body_lines = [ln for ln in lines if not _is_heading(ln, body)] or lines
+        body_lines = [ln for ln in lines if not ln.row and not _is_heading(ln, body)] or lines
         left = min(ln.x0 for ln in body_lines)
         right = max(ln.x1 for ln in body_lines)
-        pitches = [a.bottom - b.bottom for a, b in itertools.pairwise(lines) if 0 < a.bottom - b.bottom < 3 * a.size]
-        # the line pitch inside a paragraph: the small end of the gaps (most gaps may be between blocks)
-        pitch = sorted(pitches)[len(pitches) // 5] if pitches else body * 1.5
         prev: TextLine | None = None
         for line in lines:
             text = collapse(line.text)  # raw: joining decides on the characters as written, join() normalises
             if not text:
                 continue
-            heading = _is_heading(line, body)
-            bullet = BULLET.match(text)
+            heading = not line.row and _is_heading(line, body)
+            bullet = None if line.row else BULLET.match(text)
             if bullet:
                 text = text[bullet.end() :]
                 if not text:
                     continue
+            pitch = pitches.get(_size_key(line.size), line.size * 1.5)
+            first = bool(out) and len(out[-1].parts) == 1  # prev is the first line of its paragraph
             starts = (
                 heading
+                or line.row
                 or bullet is not None
                 or not out
-                or out[-1].kind == "heading"
+                or out[-1].kind in ("heading", "table_row")
                 or (prev is None and _ends_paragraph(out[-1]))
-                or (prev is not None and _breaks(prev, line, left, right, pitch))
+                or (prev is not None and _breaks(prev, line, left, right, pitch, first))
             )
             wrapped = prev is not None and prev.bottom - line.bottom < 2 * line.size  # a heading over two lines
             if heading and wrapped and out and out[-1].kind == "heading" and abs(out[-1].size - line.size) < 0.5:
                 starts = False
             if starts:
-                kind = "heading" if heading else "list_item" if bullet else "paragraph"
+                kind = "heading" if heading else "table_row" if line.row else "list_item" if bullet else "paragraph"
                 out.append(Paragraph(kind, line.size, [(page.number, text)]))
             else:
                 out[-1].parts.append((page.number, text))
@@ -134,8 +158,8 @@ def paragraphs(pages: list[PageLines], body: float) -> list[Paragraph]:
     return out
 
 
-def _breaks(prev: TextLine, line: TextLine, left: float, right: float, pitch: float) -> bool:
-    """Does `line` start a new paragraph after `prev` on the same page?"""
+def _breaks(prev: TextLine, line: TextLine, left: float, right: float, pitch: float, first: bool) -> bool:
+    """Does `line` start a new paragraph after `prev` on the same page? (`first`: prev opened its paragraph)"""
     gap = prev.bottom - line.bottom
     if gap > pitch * 1.3 or gap < -pitch:  # a wider gap, or a jump back up (a new column or block)
         return True
@@ -143,7 +167,9 @@ def _breaks(prev: TextLine, line: TextLine, left: float, right: float, pitch: fl
         return True
     if line.x0 > left + line.size * 1.5 and line.x0 > prev.x0 + line.size:  # a first-line indent
         return True
-    if line.x0 < prev.x0 - line.size:  # back out of a hanging indent (the end of a list item)
+    # back out of a hanging indent (the end of a list item); after a paragraph's indented first line,
+    # the step back to the margin is the paragraph going on
+    if line.x0 < prev.x0 - line.size and not first:
         return True
     # A short line ends its paragraph: Chinese text fills every line but the last; a ragged-right
     # line of other scripts counts only when it closes a sentence.
