@@ -69,7 +69,8 @@ def test_every_citation_slices_its_document_exactly(built: dict[str, Retriever],
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+    """Comparable text: NFKC, no whitespace, no list bullets (the reader drops them, pdfium keeps them)."""
+    return re.sub(r"[\s●•▪◦·]+", "", unicodedata.normalize("NFKC", text))
 
 
 def test_pdf_pages_are_the_pages_a_reader_sees(built: dict[str, Retriever]) -> None:
