@@ -32,8 +32,15 @@ class Settings:
     batch_size: int = 32
     # How queries are embedded: "auto" runs a plain BERT mean-pooling folder (the default e5) through
     # rag/encoders/bert_numpy.py, which needs no torch import (cold start); "sentence-transformers"
-    # always uses the library. Passages are always embedded by sentence-transformers.
+    # always uses the library.
     query_engine: str = "auto"
+    # How passages are embedded (builds, `rag eval --beir`): "onnx-int8" runs an int8 ONNX copy derived
+    # once from the model folder (several times faster, same retrieval quality; docs/performance.md,
+    # "Embedding speed"); "sentence-transformers" runs the folder in fp32. Folders other than plain
+    # BERT + mean pooling always use sentence-transformers. Changing it re-embeds every passage.
+    passage_engine: str = "onnx-int8"
+    # Compute threads for passage embedding; 0 = one per core this process may use.
+    embed_threads: int = 0
     # A second, cheap cross-lingual encoder; "" turns it off. Strong for English questions.
     second_model: str = "use-multilingual"
     # What the second encoder embeds: each "sentence" of a passage (a passage scores as its best

@@ -49,7 +49,10 @@ def diff_documents(before: dict[str, str], after: dict[str, str]) -> DocumentCha
 
 def embedding_identities(settings: Settings) -> dict[str, str]:
     """Per encoder role, everything besides the text that decides a passage vector."""
-    out = {PRIMARY: f"{settings.model}\n{settings.passage_prompt}"}
+    # The passage engine is part of the key (fp32 and int8 vectors never mix); the fp32 engine keeps
+    # the key it had before engines existed, so its cached vectors stay valid.
+    engine = "" if settings.passage_engine == "sentence-transformers" else f"\n{settings.passage_engine}"
+    out = {PRIMARY: f"{settings.model}\n{settings.passage_prompt}{engine}"}
     if settings.second_model:
         out[SECOND] = f"{settings.second_model}\n"
     return out
