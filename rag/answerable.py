@@ -1,4 +1,4 @@
-"""Does the corpus answer the question at all? Two cheap signals that out-of-corpus questions tend to fail together.
+"""Does the corpus answer the question at all? Two of the signals behind the `confidence` (rag/confidence.py).
 
 - **Disagreement**: the sum, over the signals, of the log of the fused top passage's rank in each
   (0 when every signal puts it first). An answering passage is usually found by all of them; for a
@@ -7,11 +7,10 @@
   Each Chinese token counts once; an English word counts as covered when the passages hold it or one
   of its chosen translations. A word the corpus lacks weighs the most ("红烧肉", "dental").
 
-The flag is false only when both say so: disagreement above, and coverage below, the language's
-thresholds. `bench/answerable.py` calibrates them on the project's own question set, keeping at
-least 97% of answerable questions true (the target is 95%). docs/quality.md has the rates: it
-catches off-topic questions, rarely in-domain ones, because these signals cannot tell "the passage
-is about this" from "the passage answers this".
+Both are features of the learned confidence, which decides `answerable` (confidence >= the
+threshold). The rule they made before it, false only when disagreement is above and coverage below
+a language's thresholds, is kept as `is_answerable` for RAG_ANSWERABLE_ZH/_EN (retired: when set,
+it replaces the threshold for that language). docs/quality.md has the rates of both.
 """
 
 from __future__ import annotations
@@ -30,9 +29,11 @@ COVERAGE_DEPTH = 3  # top passages whose keywords count for coverage
 
 
 class Confidence(NamedTuple):
-    answerable: bool
+    answerable: bool  # confidence >= Settings.confidence_threshold (or the retired rule, when configured)
+    confidence: float  # 0..1: the probability that a returned passage answers (rag/confidence.py)
     disagreement: float  # >= 0; 0 when every signal ranks the fused top passage first
     coverage: float  # 0..1; share of the question's keyword weight in the top passages
+    features: dict[str, float] | None = None  # what the confidence was computed from (bench/train_confidence.py)
 
 
 def disagreement(rankings: Sequence[Ranking], top: int, depth: int) -> float:

@@ -96,6 +96,9 @@ def build_parser() -> Parser:
     )
     p.add_argument("file", type=Path, nargs="?", help="questions JSONL file (evaluated against the corpus index)")
     p.add_argument("--beir", type=Path, metavar="DIR", help="a BEIR folder: index its corpus in memory, score its queries and qrels")
+    p.add_argument(
+        "--negatives", type=Path, metavar="DIR", help="with --beir: another BEIR folder whose queries are asked as out-of-corpus questions"
+    )
     p.add_argument("-k", type=int, default=10, metavar="N", help="depth of the ranking to score (default 10)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     locations(p)
@@ -277,6 +280,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise RagError("-k must be at least 1")
     if (args.file is None) == (args.beir is None):
         raise RagError("give either a questions FILE or --beir DIR")
+    if args.negatives is not None and args.beir is None:
+        raise RagError("--negatives DIR needs --beir DIR")
     if args.beir is not None:
         from rag.beir import index_in_memory, load_benchmark
         from rag.encoders import load_encoders
@@ -284,10 +289,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         from rag.retrieve import Retriever
 
         bench = load_benchmark(args.beir)  # a bad folder fails before the model loads
+        negatives = load_benchmark(args.negatives).queries if args.negatives is not None else None
         encoders = load_encoders(settings, progress=not args.json)
         memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=not args.json)
         retriever = Retriever(settings, encoders, memory)
-        report: dict[str, Any] = evaluate_benchmark(retriever, bench.queries, bench.qrels, k=args.k, progress=not args.json)
+        report: dict[str, Any] = evaluate_benchmark(
+            retriever, bench.queries, bench.qrels, k=args.k, progress=not args.json, negatives=negatives
+        )
     else:
         questions = load_questions(args.file)  # a bad file fails before the model loads
         report = evaluate(open_retriever(settings), questions, k=args.k, progress=not args.json)

@@ -64,11 +64,18 @@ class Settings:
     # English words of a question become at most this many CC-CEDICT translations for BM25, chosen
     # by the second encoder's similarity among the dictionary's first 8 (rag/expand.py).
     translations_per_word: int = 2
-    # The `answerable` flag (rag/answerable.py): false when the signals' disagreement on the top
-    # passage is above the first number and the top passages' keyword coverage below the second.
-    # Calibrated on the own question set by bench/answerable.py; "" = always true.
-    answerable_zh: str = "4.21,0.26"
-    answerable_en: str = "4.21,0.5"
+    # The `answerable` flag: true when the search's confidence (rag/confidence.py, the probability
+    # that a returned passage answers, learned on the public sets by bench/train_confidence.py) is
+    # at least this; 0 = always true; below 0 = the model file's own, per question language (for the
+    # shipped confidence-v1 zh 0.03, en 0.07: each keeps 97% of the training searches that found the answer true).
+    # The model is a JSON file; "" = the shipped rag/models/confidence.json.
+    confidence_threshold: float = -1.0
+    confidence_model: str = ""
+    # Retired: the two-threshold rule that decided `answerable` before the confidence ("disagreement,
+    # coverage", rag/answerable.py). Empty (the default) = unused; when set, it decides the flag for
+    # that language instead of the confidence threshold (the confidence is still reported).
+    answerable_zh: str = ""
+    answerable_en: str = ""
     # Admin endpoints of `rag serve` (/admin/*): a bearer token, or none (then they answer 403,
     # except to requests from 127.0.0.1 when admin_allow_localhost is on). A token, when set, is
     # required from every client. repr=False keeps the token out of logs and tracebacks.
@@ -111,7 +118,7 @@ class Settings:
             raise RagError(f"RAG_WEIGHTS_{lang.upper()} must be comma-separated numbers, got {raw!r}") from None
 
     def answerable_thresholds(self, lang: str) -> tuple[float, float] | None:
-        """(most disagreement, least coverage) for a question language, or None when the flag is off."""
+        """The retired rule's (most disagreement, least coverage) for a language, or None when unused (the default)."""
         raw = self.answerable_en if lang == "en" else self.answerable_zh
         if not raw.strip():
             return None

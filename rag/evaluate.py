@@ -7,6 +7,9 @@ no answers are out-of-corpus; they are counted apart and never enter the average
 
 recall@k here is the share of questions with at least one relevant passage in the top k (the
 "answering passage is found" rate); with one relevant passage per question it is plain recall.
+The `confidence` of each answer is scored by its AUROC: how often an answerable question gets a
+higher confidence than an out-of-corpus one (for a BEIR set, another set's questions can be added
+as out-of-corpus ones: `negatives`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 from tqdm import tqdm
 
 from rag.errors import RagError
@@ -95,6 +99,17 @@ def score(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]
     return out
 
 
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """P(a positive scores above a negative), ties counting half (Mann-Whitney); NaN without both."""
+    if not positives or not negatives:
+        return float("nan")
+    neg = np.sort(np.asarray(negatives, dtype=np.float64))
+    pos = np.asarray(positives, dtype=np.float64)
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
+
+
 def _mean(values: Iterable[float]) -> float:
     items = list(values)
     return round(sum(items) / len(items), 4) if items else 0.0
@@ -154,8 +169,17 @@ def evaluate_queries(
     report["unanswerable"] = flagged_false(flags, unanswerable)
     for lang in sorted({langs[qid] for qid in unanswerable}):
         report["unanswerable"][lang] = flagged_false(flags, [qid for qid in unanswerable if langs[qid] == lang])
+    report["confidence"] = confidence_report({qid: a.confidence.confidence for qid, a in answers.items()}, answerable, unanswerable)
     report["misses@5"] = [qid for qid in answerable if not recall_at(rankings[qid], relevant[qid], 5)]
     return report
+
+
+def confidence_report(confidence: Mapping[str, float], answerable: Sequence[str], unanswerable: Sequence[str]) -> dict[str, Any]:
+    """AUROC of the confidence, answerable vs out-of-corpus questions (absent without both)."""
+    if not answerable or not unanswerable:
+        return {}
+    value = auroc([confidence[q] for q in answerable], [confidence[q] for q in unanswerable])
+    return {"auroc": round(value, 4), "answerable": len(answerable), "unanswerable": len(unanswerable)}
 
 
 def flag_rate(flags: Mapping[str, bool], ids: Sequence[str]) -> dict[str, float]:
@@ -169,9 +193,18 @@ def flagged_false(flags: Mapping[str, bool], ids: Sequence[str]) -> dict[str, An
 
 
 def evaluate_benchmark(
-    retriever: Retriever, queries: Mapping[str, str], qrels: Mapping[str, set[str]], k: int = 10, progress: bool = False
+    retriever: Retriever,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, set[str]],
+    k: int = 10,
+    progress: bool = False,
+    negatives: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Metrics for a BEIR set whose corpus is the retriever's index (passage doc_id = corpus id)."""
+    """Metrics for a BEIR set whose corpus is the retriever's index (passage doc_id = corpus id).
+
+    `negatives` (id -> text, e.g. another set's queries) are asked too, as out-of-corpus questions.
+    """
+    queries = dict(queries) | with_negatives(queries, negatives or {})
     by_corpus_id = {p.doc_id: str(i) for i, p in enumerate(retriever.index.passages)}
     relevant = {qid: {by_corpus_id[c] for c in ids if c in by_corpus_id} for qid, ids in qrels.items() if qid in queries}
     langs = {qid: detect_language(text) for qid, text in queries.items()}
@@ -180,12 +213,17 @@ def evaluate_benchmark(
     return report
 
 
+def with_negatives(queries: Mapping[str, str], negatives: Mapping[str, str]) -> dict[str, str]:
+    """`negatives` under ids that cannot collide with the set's own (`neg:` + id)."""
+    return {f"neg:{qid}": text for qid, text in negatives.items() if f"neg:{qid}" not in queries}
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A fixed-width table of the metrics, one row per group."""
     columns = ["questions", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "flagged_true"]
     lines = [f"{'set':<14}" + "".join(f"{c:>13}" for c in columns)]
     for name, metrics in report.items():
-        if not isinstance(metrics, dict) or name == "unanswerable":
+        if not isinstance(metrics, dict) or name in ("unanswerable", "confidence"):
             continue
         cells = "".join(
             f"{metrics[c]:>13}" if isinstance(metrics.get(c), int) else f"{metrics.get(c, float('nan')):>13.3f}" for c in columns
@@ -197,6 +235,10 @@ def format_table(report: dict[str, Any]) -> str:
         per_lang = [f"{lang} {v['flagged_false']} of {v['questions']}" for lang, v in un.items() if isinstance(v, dict)]
         detail = f" ({', '.join(per_lang)})" if per_lang else ""
         lines.append(f"unanswerable: {un['questions']} questions, {un['flagged_false']} flagged false{detail}")
+    conf = report.get("confidence", {})
+    if conf:
+        counts = f"{conf['answerable']} answerable vs {conf['unanswerable']} unanswerable questions"
+        lines.append(f"confidence AUROC {conf['auroc']:.3f} ({counts})")
     if report.get("answer_not_in_any_passage"):
         lines.append(f"answers found in no passage: {', '.join(report['answer_not_in_any_passage'])}")
     return "\n".join(lines)

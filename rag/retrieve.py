@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, dense, keyword
+from rag import answerable, confidence, dense, keyword
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -35,7 +35,8 @@ class Hit(NamedTuple):
 
 class Answer(NamedTuple):
     hits: list[Hit]
-    confidence: Confidence  # .answerable: False when the corpus most likely does not answer
+    # .confidence: P(a returned passage answers), 0..1; .answerable: it is at least the threshold
+    confidence: Confidence
 
 
 class Retriever:
@@ -45,11 +46,16 @@ class Retriever:
         self.settings = settings
         self.encoders = encoders
         self._index = index
+        self.model = confidence.load_model(settings.confidence_model)  # a bad file fails at start, not mid-search
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         _ = index.vocabulary  # computed once per index, before its first search
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
+
+    def threshold(self, lang: str) -> float:
+        """`answerable` is confidence >= this: the setting, or when it is negative the model's own for the language."""
+        return self.settings.confidence_threshold if self.settings.confidence_threshold >= 0 else self.model.threshold_for(lang)
 
     @property
     def index(self) -> Index:
@@ -120,13 +126,22 @@ class Retriever:
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         return self.answer(question, top_k).hits
 
-    def answer(self, question: str, top_k: int = 5) -> Answer:
-        """The best `top_k` passages, and whether the corpus likely answers the question at all."""
+    def answer(
+        self, question: str, top_k: int = 5, *, vectors: dict[str, np.ndarray] | None = None, exclude: np.ndarray | None = None
+    ) -> Answer:
+        """The best `top_k` passages, and how likely it is that they answer the question at all.
+
+        `vectors` (the question's embeddings, when already computed) and `exclude` (passage ids
+        masked out of every signal's ranking before fusion, as if the index lacked them) are for
+        bench/train_confidence.py's leave-one-out questions; a search passes neither.
+        """
         index = self._index
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
-        vectors = self.query_vectors(question)
+        vectors = self.query_vectors(question) if vectors is None else vectors
         rankings = self.rankings(question, index, keywords, vectors)
+        if exclude is not None and exclude.size:
+            rankings = [Ranking(r.ids[keep], r.scores[keep]) for r in rankings for keep in [~np.isin(r.ids, exclude)]]
         weights = self.settings.weights(lang)
         fused = self.fuse(rankings, weights)
         hits = []
@@ -134,7 +149,7 @@ class Retriever:
             passage = index.passages[pid]
             similarity = self.sentence_similarities(index, pid, vectors)
             hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
-        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units))
+        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units, vectors, exclude))
 
     def fuse(self, rankings: list[Ranking], weights: list[float]) -> Ranking:
         """The signals' rankings as one, by the configured fusion."""
@@ -143,18 +158,43 @@ class Retriever:
         return zscore(rankings, weights)
 
     def confidence(
-        self, index: Index, lang: str, rankings: list[Ranking], weights: list[float], fused: Ranking, units: list[list[str]]
+        self,
+        index: Index,
+        lang: str,
+        rankings: list[Ranking],
+        weights: list[float],
+        fused: Ranking,
+        units: list[list[str]],
+        vectors: dict[str, np.ndarray] | None = None,
+        exclude: np.ndarray | None = None,
     ) -> Confidence:
-        """The `answerable` signals of one search (rag/answerable.py); no candidate at all is not answerable."""
+        """How likely the search answers (rag/confidence.py), from what it already computed; no candidate is confidence 0."""
         if not fused.ids.size:
-            return Confidence(False, math.inf, 0.0)
+            return Confidence(False, 0.0, math.inf, 0.0)
         top = int(fused.ids[0])
+        depth = self.settings.candidates
         # Signals that took part: weighted, and (dense ones) with an encoder loaded.
         roles = (PRIMARY, SECOND, None)
-        active = [r for r, w, role in zip(rankings, weights, roles, strict=True) if w and (role is None or role in self.encoders)]
-        spread = answerable.disagreement(active, top, self.settings.candidates)
+        taking_part = [bool(w) and (role is None or role in self.encoders) for w, role in zip(weights, roles, strict=True)]
+        active = [r for r, on in zip(rankings, taking_part, strict=True) if on]
+        spread = answerable.disagreement(active, top, depth)
         share = answerable.coverage(index.keyword, units, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
-        return Confidence(answerable.is_answerable(spread, share, self.settings.answerable_thresholds(lang)), spread, share)
+        sentences = self.sentence_similarities(index, top, vectors) if vectors is not None else None
+        features = confidence.search_features(
+            lang,
+            [r if on else None for r, on in zip(rankings, taking_part, strict=True)],
+            fused,
+            units,
+            spread,
+            share,
+            confidence.known_share(index.keyword, units, exclude),
+            sentences,
+            depth,
+        )
+        probability = self.model.probability(features)
+        rule = self.settings.answerable_thresholds(lang)  # the retired rule, only when configured
+        flag = answerable.is_answerable(spread, share, rule) if rule else probability >= self.threshold(lang)
+        return Confidence(flag, probability, spread, share, features)
 
     def sentence_similarities(self, index: Index, pid: int, vectors: dict[str, np.ndarray]) -> np.ndarray | None:
         """The second encoder's cosine of the question with each sentence of passage `pid`, when it embeds sentences."""

@@ -100,7 +100,10 @@ class SearchResponse(BaseModel):
     took_ms: float
     answerable: bool = Field(
         description="False when the corpus most likely does not answer the question (the passages are still the best"
-        " found). A cheap estimate: docs/quality.md says how often it is right."
+        " found): `confidence` is below the configured threshold. docs/quality.md says how often it is right."
+    )
+    confidence: float = Field(
+        ge=0, le=1, description="The probability that a returned passage answers the question, learned from the search's own signals."
     )
     passages: list[PassageOut]
 
@@ -131,6 +134,7 @@ def to_response(question: str, answer: Answer, took_ms: float) -> SearchResponse
         question=question,
         took_ms=round(took_ms, 3),
         answerable=answer.confidence.answerable,
+        confidence=round(answer.confidence.confidence, 4),
         passages=[
             PassageOut(
                 rank=h.rank,

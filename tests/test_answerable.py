@@ -1,4 +1,4 @@
-"""The `answerable` flag: its two signals as pure functions, its thresholds, and its rule on the real corpus."""
+"""The `answerable` flag: two of its signals as pure functions, the retired rule and its settings, and the flag on the real corpus."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.fusion import Ranking
 from rag.retrieve import Retriever
+from rag.tokenize import detect_language
 
 
 def _ranking(*ids: int) -> Ranking:
@@ -81,5 +82,12 @@ def test_questions_the_corpus_answers_are_answerable(retriever: Retriever, quest
 
 
 def test_the_flag_can_be_turned_off(retriever: Retriever) -> None:
-    off = Retriever(replace(retriever.settings, answerable_zh=""), retriever.encoders, retriever.index)
+    off = Retriever(replace(retriever.settings, confidence_threshold=0.0), retriever.encoders, retriever.index)
     assert off.answer("红烧肉怎么做", 3).confidence.answerable
+
+
+def test_the_flag_is_the_confidence_against_the_threshold(retriever: Retriever) -> None:
+    assert retriever.settings.answerable_thresholds("zh") is None  # the retired rule is off by default
+    for question in [*OFF_TOPIC, *ANSWERED]:
+        c = retriever.answer(question, 5).confidence
+        assert c.answerable == (c.confidence >= retriever.threshold(detect_language(question)))

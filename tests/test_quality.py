@@ -20,11 +20,14 @@ QUESTIONS = Path(__file__).resolve().parent / "data" / "questions.jsonl"
 pytestmark = pytest.mark.slow
 
 FLOORS = {
-    "zh": {"recall@5": 0.94, "mrr@10": 0.80, "flagged_true": 0.97},
+    "zh": {"recall@5": 0.94, "mrr@10": 0.80, "flagged_true": 0.93},
     "en": {"recall@5": 0.92, "mrr@10": 0.76, "flagged_true": 0.97},
 }
-# Out-of-corpus questions the `answerable` flag marks false (7 of 14 zh, 3 of 14 en when set).
-FLAGGED_FALSE_FLOORS = {"zh": 6, "en": 2}
+# Out-of-corpus questions the `answerable` flag marks false (5-6 of 14 zh, 2-3 of 14 en when the
+# learned confidence was shipped, flagged_true 0.949-0.959 zh / 1.000 en).
+FLAGGED_FALSE_FLOORS = {"zh": 4, "en": 1}
+# The confidence's AUROC, answerable vs out-of-corpus questions (0.776-0.780 when set).
+AUROC_FLOOR = 0.74
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,10 @@ def test_quality_floors(report: dict[str, Any], lang: str) -> None:
 def test_answerable_flag_catches_out_of_corpus_questions(report: dict[str, Any], lang: str) -> None:
     got = report["unanswerable"][lang]["flagged_false"]
     assert got >= FLAGGED_FALSE_FLOORS[lang], f"{lang}: {got} of {report['unanswerable'][lang]['questions']} flagged false"
+
+
+def test_confidence_ranks_answerable_above_out_of_corpus_questions(report: dict[str, Any]) -> None:
+    assert report["confidence"]["auroc"] >= AUROC_FLOOR, report["confidence"]
 
 
 def test_highlights_hold_the_answer(retriever: Retriever) -> None:

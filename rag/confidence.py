@@ -1,0 +1,178 @@
+"""The calibrated `confidence` of a search: the probability that a returned passage answers.
+
+Features are read off what the search already computed (each signal's ranking, the fused ranking,
+the question's keyword units, the top passage's sentence cosines), and each is chosen so that it
+means the same on any corpus: cosines, standardised scores and gaps, ranks, shares. Raw BM25
+scores, passage counts and IDF sums grow with the corpus and are left out. A small logistic
+regression over them, trained by `bench/train_confidence.py` on the public sets only, turns them
+into a probability; the model is a JSON file of coefficients (read with numpy, no ML library at
+run time) that carries its version and feature list, so an index manifest can name the one it
+was checked with. docs/quality.md has the training data and the measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rag import keyword
+from rag.errors import RagError
+from rag.fusion import Ranking
+
+MODELS = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS / "confidence.json"
+SIGNALS = ("e5", "use", "bm25")  # the order of Retriever.rankings
+FEATURES = (
+    "en",  # 1 for an English question
+    "log_units",  # ln(1 + keyword units): question length
+    "known",  # share of the question's keyword units the corpus holds at all
+    "coverage",  # IDF-weighted share of the units the top 3 passages hold (rag/answerable.py)
+    "disagreement",  # sum over active signals of ln(rank of the fused top passage)
+    "fused_gap",  # fused score of the top passage minus the second's (z units)
+    "sentence",  # best USE cosine of a sentence of the top passage
+    *(f"{s}_{kind}" for s in SIGNALS for kind in ("top", "z", "gap", "logrank", "drop10")),
+)
+
+
+class Model(NamedTuple):
+    """A logistic regression over standardised features; `mean` also fills a missing feature."""
+
+    version: str
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float  # the operating point it was trained for (Settings.confidence_threshold overrides)
+    meta: dict[str, Any]
+    thresholds: dict[str, float] | None = None  # per question language, where trained so
+
+    def threshold_for(self, lang: str) -> float:
+        """The model's operating point for a question language."""
+        return (self.thresholds or {}).get(lang, self.threshold)
+
+    def probability(self, values: dict[str, float]) -> float:
+        """P(a returned passage answers) for one search's features; NaN or absent features count as average."""
+        x = np.array([values.get(name, math.nan) for name in self.features], dtype=np.float64)
+        x = np.where(np.isfinite(x), x, self.mean)
+        logit = float(self.intercept + ((x - self.mean) / self.scale) @ self.coef)
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
+
+
+def save_model(model: Model, path: Path) -> None:
+    """Write the model as the small JSON the retriever reads."""
+    data = {
+        "version": model.version,
+        "kind": "logistic",
+        "features": list(model.features),
+        "mean": [round(float(v), 6) for v in model.mean],
+        "scale": [round(float(v), 6) for v in model.scale],
+        "coef": [round(float(v), 6) for v in model.coef],
+        "intercept": round(model.intercept, 6),
+        "threshold": model.threshold,
+        "thresholds": model.thresholds or {},
+        **model.meta,
+    }
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str = "") -> Model:
+    """The model at `path` ("" = the shipped one); a file that is not one is a clear error."""
+    where = Path(path) if path else DEFAULT_MODEL
+    try:
+        data = json.loads(where.read_text(encoding="utf-8"))
+        if data.get("kind") != "logistic":
+            raise ValueError(f"kind {data.get('kind')!r} is not 'logistic'")
+        features = tuple(str(f) for f in data["features"])
+        arrays = [np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
+        if any(a.shape != (len(features),) for a in arrays) or not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("mean, scale and coef must be finite lists as long as features")
+        known = {"version", "kind", "features", "mean", "scale", "coef", "intercept", "threshold", "thresholds"}
+        return Model(
+            str(data["version"]),
+            features,
+            arrays[0],
+            np.where(arrays[1] > 0, arrays[1], 1.0),
+            arrays[2],
+            float(data["intercept"]),
+            float(data["threshold"]),
+            {k: v for k, v in data.items() if k not in known},
+            {str(k): float(v) for k, v in data.get("thresholds", {}).items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RagError(f"RAG_CONFIDENCE_MODEL: {where} is not a confidence model ({exc})") from exc
+
+
+def known_share(index: Any, units: Sequence[Sequence[str]], exclude: np.ndarray | None = None) -> float:
+    """Share of keyword units with an alternative in some passage (outside `exclude`); 1 for no units."""
+    if not units:
+        return 1.0
+    found = 0
+    for unit in units:
+        for token in unit:
+            ids = keyword.postings(index, token)
+            if exclude is not None and ids.size:
+                ids = ids[~np.isin(ids, exclude)]
+            if ids.size:
+                found += 1
+                break
+    return found / len(units)
+
+
+def signal_features(name: str, ranking: Ranking | None, top: int, depth: int) -> dict[str, float]:
+    """One signal's top score, its z-score and gap to the next (in its own standard deviations), and
+    the ln rank it gives the fused top passage; NaN when the signal took no part."""
+    if ranking is None:
+        return {f"{name}_{k}": math.nan for k in ("top", "z", "gap", "logrank", "drop10")}
+    if not ranking.ids.size:
+        empty = {"top": 0.0, "z": 0.0, "gap": 0.0, "logrank": math.log(depth + 1), "drop10": 0.0}
+        return {f"{name}_{k}": v for k, v in empty.items()}
+    scores = ranking.scores.astype(np.float64)
+    std = float(scores.std()) + 1e-9
+    where = np.flatnonzero(ranking.ids == top)
+    tenth = scores[min(9, scores.size - 1)]
+    return {
+        # BM25's raw score grows with the corpus's IDF: only its standardised shape is kept.
+        f"{name}_top": math.nan if name == "bm25" else float(scores[0]),
+        f"{name}_z": float((scores[0] - scores.mean()) / std),
+        f"{name}_gap": float((scores[0] - scores[1]) / std) if scores.size > 1 else 0.0,
+        f"{name}_logrank": math.log(int(where[0]) + 1 if where.size else depth + 1),
+        # the top score over the 10th, as a ratio for BM25 (its scale is the corpus's), a difference for cosines
+        f"{name}_drop10": float(tenth / scores[0] if name == "bm25" else scores[0] - tenth),
+    }
+
+
+def search_features(
+    lang: str,
+    rankings: Sequence[Ranking | None],
+    fused: Ranking,
+    units: Sequence[Sequence[str]],
+    disagreement: float,
+    coverage: float,
+    known: float,
+    sentences: np.ndarray | None,
+    depth: int,
+) -> dict[str, float]:
+    """Every feature of FEATURES for one search whose fused ranking is not empty; None rankings took no part."""
+    top = int(fused.ids[0])
+    if not units:  # no word the keyword index could look up (emoji, punctuation): nothing shows the corpus knows it
+        known = coverage = 0.0
+    values = {
+        "en": 1.0 if lang == "en" else 0.0,
+        "log_units": math.log1p(len(units)),
+        "known": known,
+        "coverage": coverage,
+        "disagreement": disagreement,
+        "fused_gap": float(fused.scores[0] - fused.scores[1]) if fused.scores.size > 1 else 0.0,
+        "sentence": float(sentences.max()) if sentences is not None and sentences.size else math.nan,
+    }
+    for name, ranking in zip(SIGNALS, rankings, strict=True):
+        values |= signal_features(name, ranking, top, depth)
+    return values
