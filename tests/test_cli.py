@@ -51,7 +51,7 @@ def test_ask_json_matches_the_api_schema(retriever: Retriever, settings: Setting
     result = rag("ask", "Can a foreigner activate it through Alipay?", "-k", "3", "--json", "--index", str(settings.index_dir))
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    assert set(body) == {"question", "took_ms", "answerable", "passages"}
+    assert set(body) == {"question", "took_ms", "answerable", "confidence", "passages"}
     assert body["answerable"] is True
     assert len(body["passages"]) == 3
     assert set(body["passages"][0]["citation"]) == {
