@@ -26,9 +26,8 @@ class Admission:
         self._any = threading.BoundedSemaphore(self.slots)
         self._long = threading.BoundedSemaphore(max(1, self.slots - 1))
         self.per_client = per_client or self.slots
-        self._clients: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
-        self._users: dict[str, int] = {}
+        self._clients: dict[str, tuple[threading.BoundedSemaphore, int]] = {}  # address -> (its slots, searches in flight or waiting)
 
     @contextlib.contextmanager
     def slot(self, client: str, tokens: int) -> Iterator[None]:
@@ -40,23 +39,24 @@ class Admission:
         # A long question waits for a long slot before it counts against its client, so a client's
         # queued long questions never hold back its (or another local client's) short ones.
         with self._long if tokens > LONG_QUESTION_TOKENS else contextlib.nullcontext():
-            own = self._client(client)
+            own = self._enter(client)
             try:
                 with own, self._any:
                     yield
             finally:
-                self._release(client)
+                self._leave(client)
 
-    def _client(self, client: str) -> threading.BoundedSemaphore:
+    def _enter(self, client: str) -> threading.BoundedSemaphore:
         with self._lock:
-            self._users[client] = self._users.get(client, 0) + 1
-            if client not in self._clients:
-                self._clients[client] = threading.BoundedSemaphore(self.per_client)
-            return self._clients[client]
+            own, users = self._clients.get(client) or (threading.BoundedSemaphore(self.per_client), 0)
+            self._clients[client] = (own, users + 1)
+            return own
 
-    def _release(self, client: str) -> None:
+    def _leave(self, client: str) -> None:
         """Forget a client with nothing in flight or waiting, so the table never grows without bound."""
         with self._lock:
-            self._users[client] -= 1
-            if not self._users[client]:
-                del self._users[client], self._clients[client]
+            own, users = self._clients[client]
+            if users == 1:
+                del self._clients[client]
+            else:
+                self._clients[client] = (own, users - 1)

@@ -122,7 +122,7 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
         return DocumentOut(
             id=doc.id,
             format=doc.format,
-            title=doc.title or next((p.title for p in app.state.retriever.index.passages if p.doc_id == doc.id), None),
+            title=doc.title or app.state.retriever.index.titles.get(doc.id),
             sha256=doc.sha256,
             length=length,
             start=lo,

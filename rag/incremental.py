@@ -21,8 +21,8 @@ import numpy as np
 
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND
-from rag.ingest import Document, document_from_json
-from rag.records import DOCUMENTS
+from rag.ingest import Document
+from rag.records import DOCUMENTS, parse_documents
 
 KEY_DTYPE = "S64"  # hex sha256; hex never contains NUL, which numpy's bytes dtype would strip
 
@@ -137,15 +137,17 @@ def read_previous(version: Path | None, roles: dict[str, str], format_version: i
 
 def read_documents_verified(version: Path, checksums: dict[str, str]) -> list[Document]:
     """The live version's parsed documents, only if documents.jsonl matches its checksum."""
-    data = (version / DOCUMENTS).read_bytes()
-    if checksums.get(DOCUMENTS) != hashlib.sha256(data).hexdigest():
-        raise ValueError(f"{DOCUMENTS} does not match its checksum")
-    return [document_from_json(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
+    return parse_documents(_verified_bytes(version, DOCUMENTS, checksums).decode("utf-8"))
 
 
 def _verified_load(version: Path, name: str, checksums: dict[str, str]) -> np.ndarray:
     """np.load, but only of a file whose bytes match the manifest's checksum."""
+    return np.load(io.BytesIO(_verified_bytes(version, name, checksums)), allow_pickle=False)
+
+
+def _verified_bytes(version: Path, name: str, checksums: dict[str, str]) -> bytes:
+    """A file's bytes, only if they match the manifest's checksum (ValueError otherwise)."""
     data = (version / name).read_bytes()
     if checksums.get(name) != hashlib.sha256(data).hexdigest():
         raise ValueError(f"{name} does not match its checksum")
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    return data

@@ -94,6 +94,11 @@ class Index:
     documents: dict[str, Document] = field(default_factory=dict)  # canonical text of each document, by id
 
     @cached_property
+    def titles(self) -> dict[str, str]:
+        """Each document's title as its passages carry it (the chunker's, where the reader gave none)."""
+        return {p.doc_id: p.title for p in reversed(self.passages)}
+
+    @cached_property
     def vocabulary(self) -> frozenset[str]:
         """Every keyword token of the corpus; English expansion keeps only translations in it."""
         return frozenset(self.keyword.vocab_dict)

@@ -65,7 +65,11 @@ def write_documents(path: Path, docs: Iterable[Document]) -> None:
     write_jsonl(path, (document_to_json(d) for d in docs))
 
 
+def parse_documents(text: str) -> list[Document]:
+    """The documents of a documents.jsonl's text, in file order."""
+    return [document_from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
 def read_documents(path: Path) -> dict[str, Document]:
     """Documents by id."""
-    docs = (document_from_json(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {d.id: d for d in docs}
+    return {d.id: d for d in parse_documents(path.read_text(encoding="utf-8"))}
