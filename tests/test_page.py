@@ -68,6 +68,7 @@ def test_a_deep_link_shows_marked_answers_and_the_cited_span_in_its_document(pag
 
 def test_searching_updates_the_link_and_works_from_the_keyboard(page: object, server: httpx.Client) -> None:
     page.goto(str(server.base_url))  # type: ignore[attr-defined]
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'q'")  # type: ignore[attr-defined]
     page.keyboard.type("Can a foreigner activate it through Alipay?")  # type: ignore[attr-defined]
     page.keyboard.press("Enter")  # type: ignore[attr-defined]
     page.wait_for_selector(".hit mark")  # type: ignore[attr-defined]

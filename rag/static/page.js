@@ -156,3 +156,5 @@ function fromURL() {
 }
 window.addEventListener("popstate", fromURL);
 fromURL();
+// `autofocus` alone can land after the first keystrokes on a slow machine; focus now.
+q.focus();
