@@ -7,6 +7,7 @@ Expected failures print one line, `rag: error: ...`, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -18,12 +19,16 @@ from rag.config import Settings
 from rag.errors import IndexMissingError, RagError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from rag.encoders import Encoder
     from rag.retrieve import Retriever
     from rag.schema import SearchRequest, SearchResponse
 
 EXAMPLES = """examples:
   rag index                                   bring the index of ./corpus up to date (only changes are embedded)
   rag index --full                            rebuild it from scratch
+  rag index --full --ray head:6379            embed on a Ray cluster (no address: a local one for the run)
   rag ask "外国人可以用支付宝激活医保电子凭证吗"     top 5 passages with citations
   rag ask "Can a foreigner activate it through Alipay?" -k 3 --json
   rag ask "外国人能用支付宝吗" --server http://127.0.0.1:8000   ask a running server (fast)
@@ -63,6 +68,14 @@ def build_parser() -> Parser:
     p.add_argument("--full", action="store_true", help="embed every passage again instead of reusing the live index's vectors")
     p.add_argument("--no-wait", action="store_true", help="exit at once if another build is writing the index, instead of waiting")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="embed with Ray Data on the cluster at ADDRESS (host:port, ray://host:10001 or auto), "
+        "or on a local Ray started for this run when no ADDRESS is given",
+    )
 
     p = sub.add_parser(
         "ask",
@@ -130,7 +143,25 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     progress = not args.quiet
     stage = (lambda text: print(f"rag index: {text}", file=sys.stderr, flush=True)) if progress else None
-    report = build_index(settings, lambda: load_encoders(settings, progress), progress, full=args.full, wait=not args.no_wait, stage=stage)
+    with contextlib.ExitStack() as stack:
+        resources = None
+        if args.ray is not None:
+            from rag.encoders.ray_pool import ray_session
+
+            if stage:
+                stage(f"connecting to the Ray cluster at {args.ray}" if args.ray else "starting a local Ray cluster")
+            resources = stack.enter_context(ray_session(args.ray or None))
+
+        def encoders() -> Mapping[str, Encoder]:
+            """Loaded only when some passage needs embedding; with --ray, wrapped to embed on the cluster."""
+            local = load_encoders(settings, progress)
+            if resources is None:
+                return local
+            from rag.encoders.ray_pool import ray_encoders
+
+            return ray_encoders(settings, local, resources)
+
+        report = build_index(settings, encoders, progress, full=args.full, wait=not args.no_wait, stage=stage)
     skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""
     print(report.summary())
     print(f"indexed {report.documents} documents into {report.passages} passages{skipped} in {report.seconds:.1f} s -> {report.path}")

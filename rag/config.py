@@ -92,6 +92,11 @@ class Settings:
     fair_queue: bool = True
     # How often `rag serve` looks at index/CURRENT for a version built by another process; 0 = never.
     reload_poll_ms: int = 1000
+    # `rag index --ray` (rag/encoders/ray_pool.py): actors in the pool (0 = the cluster's CPUs divided by
+    # ray_worker_cpus), CPUs (and compute threads) per actor, and passages per batch sent to an actor.
+    ray_workers: int = 0
+    ray_worker_cpus: int = 1
+    ray_batch_size: int = 64
 
     def check_serving(self) -> None:
         """Refuse, at start, settings a server cannot honour: a token no client could ever send."""
