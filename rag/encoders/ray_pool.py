@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -155,6 +156,8 @@ class RayEncoder:
         self.role, self.local, self.settings = role, local, settings
         self.name, self.dim = local.name, local.dim
         self.workers, self.worker_cpus, self.batch_size = max(1, workers), max(1, worker_cpus), max(1, batch_size)
+        #: Of the last call: seconds until the first batch came back (actors starting, models loading) and in all.
+        self.timings: dict[str, float] = {}
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.local.encode_queries(texts)
@@ -177,6 +180,7 @@ class RayEncoder:
         if not texts:
             return out
         self._prepare()
+        self.timings = {}
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         items = [{"pos": i, "text": texts[i]} for i in order]
         blocks = max(self.workers, math.ceil(len(items) / self.batch_size))
@@ -189,9 +193,11 @@ class RayEncoder:
             num_cpus=self.worker_cpus,
         )
         done = np.zeros(len(texts), dtype=bool)
+        started = time.perf_counter()
         try:
             with progress_bar(len(texts), progress, f"{self.role} via Ray ({self.workers} workers)") as bar:
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    self.timings.setdefault("first_batch_s", time.perf_counter() - started)
                     out[batch["pos"]] = batch["vector"]
                     done[batch["pos"]] = True
                     bar.update(len(batch["pos"]))
@@ -199,6 +205,7 @@ class RayEncoder:
             raise
         except Exception as exc:  # a worker's failure arrives wrapped in Ray's exception types
             raise RagError(f"embedding with Ray failed: {_one_line(exc)}") from None
+        self.timings["total_s"] = time.perf_counter() - started
         if not done.all():
             raise RagError(f"embedding with Ray returned {int(done.sum())} of {len(texts)} vectors")
         return out
