@@ -142,8 +142,11 @@ class EmbedActor:
         self.encoder = load_role(settings, role, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cpu = time.process_time()
         vectors = self.encoder.encode_passages([str(t) for t in batch["text"]])
-        return {"pos": np.asarray(batch["pos"], dtype=np.int64), "vector": np.asarray(vectors, dtype=np.float32)}
+        rows = len(batch["pos"])
+        spent = np.full(rows, (time.process_time() - cpu) / max(1, rows))  # CPU-seconds per row, for RayEncoder.timings
+        return {"pos": np.asarray(batch["pos"], dtype=np.int64), "vector": np.asarray(vectors, dtype=np.float32), "cpu_s": spent}
 
 
 class RayEncoder:
@@ -156,7 +159,8 @@ class RayEncoder:
         self.role, self.local, self.settings = role, local, settings
         self.name, self.dim = local.name, local.dim
         self.workers, self.worker_cpus, self.batch_size = max(1, workers), max(1, worker_cpus), max(1, batch_size)
-        #: Of the last call: seconds until the first batch came back (actors starting, models loading) and in all.
+        #: Of the last call: seconds until the first batch came back (actors starting, models loading), in all,
+        #: and the CPU-seconds the actors spent embedding (model loading not included).
         self.timings: dict[str, float] = {}
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
@@ -180,7 +184,7 @@ class RayEncoder:
         if not texts:
             return out
         self._prepare()
-        self.timings = {}
+        self.timings = {"worker_cpu_s": 0.0}
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         items = [{"pos": i, "text": texts[i]} for i in order]
         blocks = max(self.workers, math.ceil(len(items) / self.batch_size))
@@ -199,6 +203,7 @@ class RayEncoder:
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     self.timings.setdefault("first_batch_s", time.perf_counter() - started)
                     out[batch["pos"]] = batch["vector"]
+                    self.timings["worker_cpu_s"] += float(batch["cpu_s"].sum())
                     done[batch["pos"]] = True
                     bar.update(len(batch["pos"]))
         except RagError:
