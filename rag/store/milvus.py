@@ -103,6 +103,9 @@ def client(settings: Settings) -> Any:
             return _clients[key]
         if not is_server(uri):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            # milvus-lite serves gRPC in this process and logs a traceback for each call it lacks
+            # (AllocTimestamp, asked by pymilvus while an index is created); pymilvus copes without it.
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         try:
             with _quiet():
                 made = MilvusClient(uri=uri, token=settings.milvus_token, timeout=10)
