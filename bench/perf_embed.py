@@ -228,6 +228,7 @@ def quality(limit: int | None) -> list[list[str]]:
     from rag.evaluate import ndcg_at
     from rag.index import embedding_units_by_role
     from rag.retrieve import Retriever
+    from rag.store.local import LocalStore
     from rag.tokenize import detect_language
 
     settings = replace(Settings.from_env(), passage_engine="sentence-transformers")
@@ -240,7 +241,8 @@ def quality(limit: int | None) -> list[list[str]]:
         texts = [p.text for p in bench.passages]
         int8_vectors = fast.encode_passages(texts)
         cos = (int8_vectors * fp32.embeddings[PRIMARY]).sum(1)
-        int8 = replace(fp32, embeddings=fp32.embeddings | {PRIMARY: int8_vectors}, dense=fp32.dense | {PRIMARY: dense.build(int8_vectors)})
+        faiss_by_role = {role: dense.build(m) for role, m in (fp32.embeddings | {PRIMARY: int8_vectors}).items()}
+        int8 = replace(fp32, embeddings=fp32.embeddings | {PRIMARY: int8_vectors}, store=LocalStore(faiss_by_role, fp32.keyword))
         retriever = Retriever(settings, encoders, fp32)
         by_id = {p.doc_id: str(i) for i, p in enumerate(bench.passages)}
         queries = dict(list(bench.queries.items())[:limit]) if limit else bench.queries

@@ -131,6 +131,7 @@ def admin_router(reloader: Reloader) -> APIRouter:
             "built_at": manifest.get("built_at"),
             "documents": manifest.get("documents"),
             "passages": len(index.passages),
+            "store": index.store.name,
             "serving_since": reloader.loaded_at,
             "reload_poll_seconds": reloader.poll_seconds,
             "reload_error": reloader.last_error,

@@ -6,21 +6,29 @@ nothing is copied into the repo) with the same encoders, tokens and fusion as th
 
 from __future__ import annotations
 
+import atexit
 import csv
+import itertools
 import json
+import os
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from rag import dense, keyword
 from rag.chunk import Passage, embedding_units, keyword_text
+from rag.config import Settings
 from rag.encoders import PRIMARY, Encoder
 from rag.errors import RagError
 from rag.index import Index, hubness_by_role
+from rag.store import Store
+from rag.store.local import LocalStore
 from rag.tokenize import tokenize
+
+_MEMORY = itertools.count()  # numbers the in-memory indexes of one process (their Milvus collections)
 
 
 class Benchmark(NamedTuple):
@@ -52,26 +60,48 @@ def load_benchmark(folder: Path) -> Benchmark:
     return Benchmark(folder.name, passages, {q: t for q, t in queries.items() if q in qrels}, dict(qrels))
 
 
-def index_in_memory(passages: list[Passage], encoders: dict[str, Encoder], units: Mapping[str, str], progress: bool = True) -> Index:
-    """The same index a build makes, kept in RAM; `units` as from `rag.index.embedding_units_by_role`."""
+def index_in_memory(
+    passages: list[Passage],
+    encoders: dict[str, Encoder],
+    units: Mapping[str, str],
+    progress: bool = True,
+    *,
+    settings: Settings | None = None,
+) -> Index:
+    """The same index a build makes, kept in RAM; `units` as from `rag.index.embedding_units_by_role`.
+
+    With `settings` whose RAG_STORE is milvus, the vectors and keywords go into a temporary Milvus
+    collection instead (dropped when the process exits), so `rag eval --beir` measures that store.
+    """
     vectors, owners = {}, {}
     for role, enc in encoders.items():
         texts, owned_by = embedding_units(passages, units.get(role, "passage"))
         vectors[role] = enc.encode_passages(texts, progress=progress)
         owners[role] = np.array(owned_by, dtype=np.int64)
-    manifest = {
+    manifest: dict[str, Any] = {
         "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
         "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
         "passages": len(passages),
         "chunking": {"units": dict(units)},  # what Retriever.sentence_similarities reads, as in a built index
     }
+    bm25 = keyword.build([tokenize(keyword_text(p)) for p in passages])
+    search: Store
+    if settings is not None and settings.store == "milvus":
+        from rag.store import milvus
+
+        built = milvus.build(settings, f"mem-{os.getpid()}-{next(_MEMORY)}", vectors, owners, passages, bm25)
+        atexit.register(milvus.drop, settings, built["store"])
+        search = milvus.MilvusStore.open(settings, built["store"], bm25, built["dense_index"])
+        manifest |= built
+    else:
+        search = LocalStore({role: dense.build(matrix) for role, matrix in vectors.items()}, bm25)
     return Index(
         path=Path("<memory>"),
         manifest=manifest,
         passages=passages,
         embeddings=vectors,
-        dense={role: dense.build(matrix) for role, matrix in vectors.items()},
-        keyword=keyword.build([tokenize(keyword_text(p)) for p in passages]),
+        store=search,
+        keyword=bm25,
         owners=owners,
         hubness=hubness_by_role(vectors),
     )

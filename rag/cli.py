@@ -322,7 +322,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         bench = load_benchmark(args.beir)  # a bad folder fails before the model loads
         negatives = load_benchmark(args.negatives).queries if args.negatives is not None else None
         encoders = load_encoders(settings, progress=not args.json)
-        memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=not args.json)
+        memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=not args.json, settings=settings)
         retriever = Retriever(settings, encoders, memory)
         report: dict[str, Any] = evaluate_benchmark(
             retriever, bench.queries, bench.qrels, k=args.k, progress=not args.json, negatives=negatives

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ class Settings:
     max_connections: int = 256
     # Long questions queue apart so short ones always find a core (rag/admission.py); 0 = one queue.
     fair_queue: bool = True
+    # Where the searchable side of an index lives (rag/store/): "local" (FAISS + bm25s files in the
+    # version folder) or "milvus" (a collection per version). milvus_uri: a milvus-lite file ("" =
+    # <index_dir>/milvus.db; one process may open it) or a server, http://host:19530; milvus_token
+    # for a server that wants one; milvus_alias names the live collection for outside readers and
+    # prefixes every version's collection (give each index sharing a server its own).
+    store: str = "local"
+    milvus_uri: str = ""
+    milvus_token: str = field(default="", repr=False)
+    milvus_alias: str = "rag_passages"
     # How often `rag serve` looks at index/CURRENT for a version built by another process; 0 = never.
     reload_poll_ms: int = 1000
     # `rag index --ray` (rag/encoders/ray_pool.py): actors in the pool (0 = the cluster's CPUs divided by
@@ -109,6 +119,18 @@ class Settings:
         for name in ("header_timeout_s", "body_timeout_s", "max_upload_mb", "max_connections"):
             if getattr(self, name) <= 0:
                 raise RagError(f"RAG_{name.upper()} must be positive, got {getattr(self, name)}")
+
+    def check_store(self) -> None:
+        """Refuse store settings that cannot work, naming the variable."""
+        if self.store not in ("local", "milvus"):
+            raise RagError(f"RAG_STORE must be local or milvus, got {self.store!r}")
+        uri = self.milvus_uri
+        if uri and not uri.startswith(("http://", "https://", "tcp://")) and not uri.endswith(".db"):
+            raise RagError(f"RAG_MILVUS_URI must be a milvus-lite file ending in .db or a server URL like http://host:19530, got {uri!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", self.milvus_alias):
+            raise RagError(f"RAG_MILVUS_ALIAS must be letters, digits and underscores (not first), up to 64, got {self.milvus_alias!r}")
+        if self.milvus_token and (not self.milvus_token.isascii() or not self.milvus_token.isprintable()):
+            raise RagError("RAG_MILVUS_TOKEN must be printable ASCII (user:password or an API key)")
 
     def hub_penalty(self, lang: str) -> float:
         """Hubness correction of the second encoder for a question language ("zh" or "en")."""
@@ -145,6 +167,7 @@ class Settings:
             values[f.name] = _coerce(raw, default, f.name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
+        settings.check_store()
         return replace(
             settings,
             corpus_dir=Path(settings.corpus_dir).expanduser().resolve(),

@@ -15,8 +15,9 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
         owners-<role>.npy      the passage each row belongs to
         hubness-second.npy     each second-encoder row's mean cosine to its 5 nearest rows (dense.hubness)
         keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
-        dense-<role>.faiss     FAISS inner-product index of each role
-        keyword/          bm25s index over jieba tokens
+        dense-<role>.faiss     FAISS inner-product index of each role (RAG_STORE=local; with milvus
+                               the vectors are in the version's Milvus collection, see rag/store/)
+        keyword/          bm25s index over jieba tokens (both stores: vocabulary, postings, BM25 weights)
 
 A build is incremental (see rag/incremental.py): it re-chunks the whole corpus (cheap, and always
 current with the chunker's code), embeds only passages whose embedded text has no cached vector in
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from rag import dense, keyword
+from rag import store as stores
 from rag.chunk import UNITS, Passage, chunk, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
@@ -68,6 +70,7 @@ from rag.index_files import (
 )
 from rag.ingest import SUFFIXES, Document, load_corpus
 from rag.records import DOCUMENTS, PASSAGES, passage_to_json, read_documents, read_passages, write_documents, write_jsonl
+from rag.store import Store
 from rag.tokenize import tokenize
 
 FORMAT_VERSION = 3  # 2: per-file checksums and embedding cache keys; 3: documents.jsonl, passage formats and pages
@@ -76,7 +79,7 @@ PAUSE_POINTS = ("embedded", "writing", "written", "renamed", "switched")
 # The encoders themselves, or a function that loads them: a build calls it only when some passage
 # has no cached vector, so deleting a document or re-running on an unchanged corpus loads no model.
 Encoders = Mapping[str, Encoder] | Callable[[], Mapping[str, Encoder]]
-LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "sentence-transformers", "transformers", "torch", "numpy")
+LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "sentence-transformers", "transformers", "torch", "numpy", "pymilvus", "milvus-lite")
 
 
 @dataclass
@@ -87,8 +90,8 @@ class Index:
     manifest: dict[str, Any]
     passages: list[Passage]
     embeddings: dict[str, np.ndarray]  # by encoder role, one row per unit
-    dense: dict[str, Any]  # faiss.Index by encoder role
-    keyword: Any  # bm25s.BM25
+    store: Store  # searches each role's unit rows and the keywords (rag/store/: local FAISS + bm25s, or Milvus)
+    keyword: Any  # bm25s.BM25: vocabulary and postings (expansion, confidence)
     owners: dict[str, np.ndarray]  # by encoder role: the passage of each unit (row)
     hubness: dict[str, np.ndarray] = field(default_factory=dict)  # by role, where computed: see dense.hubness
     documents: dict[str, Document] = field(default_factory=dict)  # canonical text of each document, by id
@@ -143,14 +146,14 @@ def load_index(settings: Settings, path: Path | None = None) -> Index:
     try:
         check_manifest(manifest, settings, fix)
         check_files(path, manifest.get("files"), fix)
-        return _load_checked(path, manifest, fix)
+        return _load_checked(settings, path, manifest, fix)
     except RagError:
         raise
     except Exception as exc:  # a manifest with the right files but wrong types: still one clear error
         raise IndexInvalidError(f"index at {path} has a damaged manifest.json ({type(exc).__name__}: {exc}); {fix}") from exc
 
 
-def _load_checked(path: Path, manifest: dict[str, Any], fix: str) -> Index:
+def _load_checked(settings: Settings, path: Path, manifest: dict[str, Any], fix: str) -> Index:
     """The arrays and indexes of a version whose manifest and checksums have been checked."""
     try:
         passages = read_passages(path / PASSAGES)
@@ -159,19 +162,21 @@ def _load_checked(path: Path, manifest: dict[str, Any], fix: str) -> Index:
         embeddings = {role: np.load(path / f"embeddings-{role}.npy", allow_pickle=False) for role in roles}
         owners = {role: np.load(path / f"owners-{role}.npy", allow_pickle=False) for role in roles}
         hubs = {role: np.load(path / f"hubness-{role}.npy", allow_pickle=False) for role in manifest.get("hubness", {})}
-        dense_indexes = {role: dense.load(path / f"dense-{role}.faiss") for role in roles}
         keyword_index = keyword.load(path / "keyword")
+        search = stores.open_store(settings, path, manifest, keyword_index)
+    except RagError:
+        raise
     except Exception as exc:  # faiss, numpy and bm25s each raise their own types for a bad file
         raise IndexInvalidError(f"index at {path} is damaged ({type(exc).__name__}: {exc}); {fix}") from exc
     if len({len(passages), manifest["passages"]}) != 1:
         raise IndexInvalidError(f"index at {path} is inconsistent ({len(passages)} passages, manifest says {manifest['passages']}); {fix}")
     for role in roles:
-        rows = {len(embeddings[role]), len(owners[role]), int(dense_indexes[role].ntotal)}
+        rows = {len(embeddings[role]), len(owners[role]), search.rows(role)}
         if role in hubs:
             rows.add(len(hubs[role]))
         if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
             raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
-    return Index(path, manifest, passages, embeddings, dense_indexes, keyword_index, owners, hubs, documents)
+    return Index(path, manifest, passages, embeddings, search, keyword_index, owners, hubs, documents)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -303,31 +308,32 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     tmp = settings.index_dir / f".tmp-{name}"
     final = settings.index_dir / name
     tmp.mkdir(parents=True)
+    built: dict[str, Any] = {}
     try:
         write_jsonl(tmp / PASSAGES, (passage_to_json(p) for p in passages))
         write_documents(tmp / DOCUMENTS, docs)
         _pause("writing")
-        dense_kinds = {}
         for role, matrix in vectors.items():
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
             np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
             save_keys(keys[role], tmp / f"keys-{role}.npy")
-            built = dense.build(matrix)  # exact below 50k passages, IVF above (docs/performance.md)
-            dense.save(built, tmp / f"dense-{role}.faiss")
-            dense_kinds[role] = dense.describe(built)
         stage("measuring hubness")
         hub_kinds = {}
         for role, hubs in hubness_by_role(vectors).items():
             np.save(tmp / f"hubness-{role}.npy", hubs, allow_pickle=False)
             hub_kinds[role] = {"k": dense.HUB_K, "reference": min(len(hubs), dense.HUB_REFERENCE)}
-        keyword.save(keyword.build(tokens), tmp / "keyword")
+        bm25 = keyword.build(tokens)
+        keyword.save(bm25, tmp / "keyword")
+        stage(f"writing the {settings.store} store")
+        built = stores.build(settings, name, tmp, vectors, owners, passages, bm25)  # FAISS files, or a new collection aside
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": {"name": settings.model, "dim": int(vectors[PRIMARY].shape[1])},
             "encoders": {role: {"name": n, "dim": int(vectors[role].shape[1])} for role, n in encoder_names(settings).items()},
             "chunking": chunking_config(settings),
             "passage_prompt": settings.passage_prompt,
-            "dense_index": dense_kinds,
+            "store": built["store"],
+            "dense_index": built["dense_index"],
             "hubness": hub_kinds,
             "keyword_index": "bm25s over jieba search-mode tokens",
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},
@@ -352,9 +358,17 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
         shutil.rmtree(tmp, ignore_errors=True)
         if live_version_or_note(settings.index_dir)[0] != final:
             shutil.rmtree(final, ignore_errors=True)
+            with contextlib.suppress(Exception):  # the live version's collection is never this one
+                stores.discard(settings, built.get("store"))
         raise
     _pause("switched")
-    remove_old_versions(settings.index_dir, keep={name, live.name if live else name})
+    try:
+        stores.publish(settings, built["store"])  # outside readers' alias follows CURRENT
+    except Exception as exc:  # the version is live and searched by name; only the alias lags
+        print(f"note: could not point the Milvus alias at {name} ({exc}); the next build retries", file=sys.stderr)
+    keep = {name, live.name if live else name}
+    remove_old_versions(settings.index_dir, keep=keep)
+    stores.sweep(settings, keep)  # collections of removed versions and of killed builds
     seconds = time.perf_counter() - started
     return BuildReport(final, len(docs), len(passages), [(s.id, s.reason) for s in skipped], seconds, changes, embedded)
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense, keyword
+from rag import answerable, confidence, dense
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -94,7 +94,7 @@ class Retriever:
         depth, owners = self.settings.candidates, index.owners[role]
         per_passage = -(-len(owners) // max(1, len(index.passages)))  # units per passage, rounded up
         hubs = index.hubness.get(role) if hub_penalty else None
-        hits = dense.search(index.dense[role], query, depth * per_passage * (1 if hubs is None else 2))
+        hits = index.store.dense(role, query, depth * per_passage * (1 if hubs is None else 2))
         if hubs is not None and hits.ids.size:
             scores = hits.scores - np.float32(hub_penalty) * hubs[hits.ids]
             order = np.argsort(-scores, kind="stable")
@@ -115,7 +115,7 @@ class Retriever:
         out = []
         for role in (PRIMARY, SECOND):
             out.append(self.dense_ranking(index, role, vectors[role], penalty.get(role, 0.0)) if role in vectors else empty())
-        out.append(keyword.search(index.keyword, keywords, self.settings.candidates))
+        out.append(index.store.keyword(keywords, self.settings.candidates))
         return out
 
     def question_tokens(self, question: str) -> int:

@@ -62,7 +62,8 @@ def test_a_set_token_is_required_from_everyone(small: Retriever) -> None:
             response = client.get("/admin/index", headers=headers)
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", headers
             assert "Authorization: Bearer" in response.json()["detail"]
-        assert client.get("/admin/index", headers=AUTH).json()["version"] == small.index.path.name
+        info = client.get("/admin/index", headers=AUTH).json()
+        assert info["version"] == small.index.path.name and info["store"] == "local"
         assert client.get("/admin/reindex/nope", headers=AUTH).status_code == 404
 
 

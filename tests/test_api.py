@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -17,9 +20,18 @@ def _documents(settings: Settings) -> dict[str, str]:
     return {p.name: p.read_bytes().decode("utf-8") for p in Path(settings.corpus_dir).glob("*.txt")}
 
 
-def test_health(server: httpx.Client, retriever: Retriever) -> None:
-    body = server.get("/health").json()
-    assert body == {"status": "ok", "passages": len(retriever.index.passages), "model": retriever.settings.model}
+@pytest.fixture(params=["local", "milvus"])
+def api(request: pytest.FixtureRequest) -> httpx.Client:
+    """The search contract holds whichever store serves: `rag serve` over FAISS + bm25s, and over milvus-lite."""
+    client: httpx.Client = request.getfixturevalue("server" if request.param == "local" else "milvus_server")
+    client.store = request.param  # type: ignore[attr-defined]
+    return client
+
+
+def test_health(api: httpx.Client, retriever: Retriever) -> None:
+    body = api.get("/health").json()
+    passages = len(retriever.index.passages)
+    assert body == {"status": "ok", "passages": passages, "model": retriever.settings.model, "store": api.store}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -32,8 +44,8 @@ def test_health(server: httpx.Client, retriever: Retriever) -> None:
         ("Can people with a hukou from elsewhere pay for medical insurance in Shenyang?", "外地户籍人员是 可以在沈阳交医保的"),
     ],
 )
-def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client, settings: Settings, question: str, expected: str) -> None:
-    response = server.post("/search", json={"question": question, "top_k": 5})
+def test_post_search_finds_the_answer_with_exact_citations(api: httpx.Client, settings: Settings, question: str, expected: str) -> None:
+    response = api.post("/search", json={"question": question, "top_k": 5})
     assert response.status_code == 200
     body = response.json()
     assert body["question"] == question and body["took_ms"] > 0
@@ -52,16 +64,16 @@ def test_post_search_finds_the_answer_with_exact_citations(server: httpx.Client,
 
 
 @pytest.mark.parametrize("question", ["红烧肉怎么做", "best hotpot restaurants in Chongqing"])
-def test_off_topic_question_is_flagged_not_answerable(server: httpx.Client, question: str) -> None:
-    body = server.post("/search", json={"question": question, "top_k": 3}).json()
+def test_off_topic_question_is_flagged_not_answerable(api: httpx.Client, question: str) -> None:
+    body = api.post("/search", json={"question": question, "top_k": 3}).json()
     assert body["answerable"] is False
     assert len(body["passages"]) == 3
 
 
-def test_get_search_gives_the_same_answer(server: httpx.Client) -> None:
+def test_get_search_gives_the_same_answer(api: httpx.Client) -> None:
     question = "外国人能用支付宝激活医保电子凭证吗"
-    got = server.get("/search", params={"q": question, "top_k": 3}).json()
-    posted = server.post("/search", json={"question": question, "top_k": 3}).json()
+    got = api.get("/search", params={"q": question, "top_k": 3}).json()
+    posted = api.post("/search", json={"question": question, "top_k": 3}).json()
     assert [p["citation"] for p in got["passages"]] == [p["citation"] for p in posted["passages"]]
     assert len(got["passages"]) == 3
 
@@ -118,3 +130,24 @@ def test_the_search_page_and_openapi_are_served(server: httpx.Client) -> None:
     assert "<form" in server.get("/").text
     spec = server.get("/openapi.json").json()
     assert "/search" in spec["paths"] and "/health" in spec["paths"]
+
+
+@pytest.mark.parametrize("question", ["Can a foreigner activate it through Alipay?", "亲情账户最多可以绑定几个人", "红烧肉怎么做"])
+def test_the_milvus_store_serves_the_same_answers(server: httpx.Client, milvus_server: httpx.Client, question: str) -> None:
+    local, milvus = (s.post("/search", json={"question": question, "top_k": 10}).json() for s in (server, milvus_server))
+    assert [p["citation"] for p in milvus["passages"]] == [p["citation"] for p in local["passages"]]
+    assert [p["highlight"] for p in milvus["passages"]] == [p["highlight"] for p in local["passages"]]
+    assert milvus["answerable"] == local["answerable"] and milvus["confidence"] == pytest.approx(local["confidence"], abs=1e-3)
+
+
+def test_a_second_process_on_a_served_milvus_lite_file_gets_one_clear_line(milvus_server: httpx.Client, settings: Settings) -> None:
+    index_dir = milvus_server.index_dir  # type: ignore[attr-defined]
+    args = ["index", "--corpus", str(settings.corpus_dir), "--index", str(index_dir), "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, env=os.environ | {"RAG_STORE": "milvus"}
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"rag: error: the milvus-lite file {index_dir / 'milvus.db'} is open in another process")
+    assert "POST /admin/reindex" in done.stderr and "http://host:19530" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert milvus_server.get("/health").json()["store"] == "milvus"  # still serving

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -76,6 +77,21 @@ def test_beir_folder_is_indexed_in_memory_and_scored(settings: Settings, encoder
     assert set(report) >= {"overall", "en", "zh", "unanswerable"}
     assert report["unanswerable"] == {"questions": 0, "flagged_false": 0}
     assert 0 <= report["overall"]["flagged_true"] <= 1
+
+
+@pytest.mark.slow
+def test_beir_eval_in_the_milvus_store_scores_like_the_local_one(settings: Settings, encoders: dict[str, Encoder], tmp_path: Path) -> None:
+    """`rag eval --beir` with RAG_STORE=milvus indexes the set into a temporary milvus-lite collection."""
+    bench = load_benchmark(_tiny_beir(tmp_path))
+    reports = []
+    for store in ("local", "milvus"):
+        s = replace(settings, store=store, index_dir=tmp_path / store)
+        memory = index_in_memory(bench.passages, encoders, embedding_units_by_role(s), progress=False, settings=s)
+        assert memory.store.name == store
+        reports.append(evaluate_benchmark(Retriever(s, encoders, memory), bench.queries, bench.qrels))
+    for part in ("overall", "en", "zh"):
+        assert reports[1][part] == pytest.approx(reports[0][part], abs=0.005), part
+    assert reports[1]["overall"]["recall@5"] == 1.0
 
 
 def test_in_memory_index_answers_like_the_built_one(retriever: Retriever, encoders: dict[str, Encoder]) -> None:

@@ -25,7 +25,7 @@ def test_manifest_says_how_the_index_was_built(retriever: Retriever, settings: S
     assert manifest["encoders"] == {"primary": {"name": settings.model, "dim": 384}, "second": {"name": "use-multilingual", "dim": 512}}
     assert set(manifest["corpus"]["files"]) == {"foreigner-e-voucher.txt", "family-e-medical-card.txt"}
     assert all(len(h) == 64 for h in manifest["corpus"]["files"].values())
-    assert manifest["passages"] == len(retriever.index.passages) == retriever.index.dense["primary"].ntotal
+    assert manifest["passages"] == len(retriever.index.passages) == retriever.index.store.rows("primary")
     assert {"faiss-cpu", "jieba", "sentence-transformers", "python"} <= set(manifest["versions"])
 
 
@@ -40,7 +40,7 @@ def test_second_encoder_embeds_sentences_owned_by_passages(retriever: Retriever)
     assert index.manifest["chunking"]["units"] == {"primary": "passage", "second": "sentence"}
     assert np.array_equal(index.owners["primary"], np.arange(len(index.passages)))
     owners = index.owners["second"]
-    assert len(owners) == len(index.embeddings["second"]) == index.dense["second"].ntotal > len(index.passages)
+    assert len(owners) == len(index.embeddings["second"]) == index.store.rows("second") > len(index.passages)
     assert set(owners.tolist()) == set(range(len(index.passages)))
     assert index.manifest["hubness"] == {"second": {"k": 5, "reference": len(owners)}}
     assert index.hubness["second"].shape == owners.shape and index.hubness["second"].dtype == np.float32

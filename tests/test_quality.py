@@ -35,6 +35,21 @@ def report(retriever: Retriever) -> dict[str, Any]:
     return run_evaluation(retriever, load_questions(QUESTIONS), k=10)
 
 
+def _numbers(report: Any, path: str = "") -> dict[str, float]:
+    """Every number of a report, by its path."""
+    if isinstance(report, dict):
+        return {k: v for key, value in report.items() for k, v in _numbers(value, f"{path}/{key}").items()}
+    return {path: float(report)} if isinstance(report, int | float) and not isinstance(report, bool) else {}
+
+
+def test_the_milvus_store_measures_the_same(report: dict[str, Any], milvus_retriever: Retriever) -> None:
+    """`rag eval` with RAG_STORE=milvus (milvus-lite): every metric within 0.005 of the local store's."""
+    ours, local = _numbers(run_evaluation(milvus_retriever, load_questions(QUESTIONS), k=10)), _numbers(report)
+    assert ours.keys() == local.keys() and len(ours) > 20
+    far = {k: (ours[k], local[k]) for k in ours if abs(ours[k] - local[k]) > 0.005 and "seconds" not in k and "ms" not in k}
+    assert not far, far
+
+
 def test_question_set_is_big_and_bilingual() -> None:
     questions = load_questions(QUESTIONS)
     answerable = [q for q in questions if q.answers]
