@@ -65,9 +65,11 @@ def milvus_twin(settings: Settings, local: Index, name: str) -> Index:
     return replace(local, store=store, manifest=local.manifest | built)
 
 
-def run_set(name: str, workdir: Path) -> dict[str, Any]:
+def run_set(name: str, workdir: Path, limit: int | None) -> dict[str, Any]:
     settings = replace(Settings.from_env(), index_dir=workdir, store="milvus")
     bench = load_benchmark(DATA / name)
+    if limit:  # the first `limit` queries (file order), for a run on a busy machine
+        bench = bench._replace(queries=dict(list(bench.queries.items())[:limit]))
     encoders = load_encoders(settings, progress=False)
     started = time.perf_counter()
     local = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=False)
@@ -83,6 +85,7 @@ def run_set(name: str, workdir: Path) -> dict[str, Any]:
         "set": name,
         "passages": len(bench.passages),
         "queries": len(bench.queries),
+        "all_queries": limit is None,
         "rows": {role: len(m) for role, m in local.embeddings.items()},
         "embed_s": round(embedded, 1),
         "milvus_write_s": round(written, 2),
@@ -177,8 +180,8 @@ def write_doc() -> None:
         "process (bench/perf_store.py: same passage and query vectors for both, so only the store differs). Overall metrics;",
         "Δ = the largest |milvus − local| over the row's metrics.",
         "",
-        "| set | passages | rows (primary / second) | store | " + " | ".join(METRICS) + " | Δ max |",
-        "|---|---|---|---|" + "---|" * (len(METRICS) + 1),
+        "| set | passages | rows (primary / second) | queries | store | " + " | ".join(METRICS) + " | Δ max |",
+        "|---|---|---|---|---|" + "---|" * (len(METRICS) + 1),
     ]
     for row in rows:
         r = row["reports"]
@@ -187,7 +190,8 @@ def write_doc() -> None:
         for store in ("local", "milvus"):
             cells = " | ".join(f"{r[store].get(m, float('nan')):.4f}" for m in METRICS)
             tail = f"{delta:.4f}" if store == "milvus" else ""
-            lines.append(f"| {row['set']} | {row['passages']} | {units} | {store} | {cells} | {tail} |")
+            queries = f"{row['queries']}" + ("" if row.get("all_queries", True) else " (first)")
+            lines.append(f"| {row['set']} | {row['passages']} | {units} | {queries} | {store} | {cells} | {tail} |")
     lines += ["", "Machine load while measuring: " + "; ".join(sorted({row["load"] for row in rows})) + " (other jobs were running)."]
     shipped = OUT / "store-shipped.json"
     if shipped.exists():
@@ -230,13 +234,14 @@ def main() -> None:
     parser.add_argument("--shipped", action="store_true")
     parser.add_argument("--bm25-function", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="with --set: only the first N queries")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-perf-store"))
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir / f"{os.getpid()}"
     if args.set:
-        result = run_set(args.set, workdir)
+        result = run_set(args.set, workdir, args.limit)
         (OUT / f"store-{args.set}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
     if args.shipped:
