@@ -192,7 +192,15 @@ def write_doc() -> None:
             tail = f"{delta:.4f}" if store == "milvus" else ""
             queries = f"{row['queries']}" + ("" if row.get("all_queries", True) else " (first)")
             lines.append(f"| {row['set']} | {row['passages']} | {units} | {queries} | {store} | {cells} | {tail} |")
-    lines += ["", "Machine load while measuring: " + "; ".join(sorted({row["load"] for row in rows})) + " (other jobs were running)."]
+    writes = ", ".join(f"{row['set']} {row['milvus_write_s']:.1f} s" for row in rows)
+    lines += ["", f"Writing each set's two collections (rows above, inserts + index creation, milvus-lite): {writes}."]
+    loads = sorted(float(row["load"].split(")")[1].split()[0]) for row in rows)
+    lines += [
+        "",
+        f"Load average (1 min) {loads[0]:.1f}-{loads[-1]:.1f} on the 2 cores while measuring (other builds and test suites ran). A set",
+        "marked (first) was scored on its first queries only, for time on that loaded machine; `bench/perf_store.py --set SET`",
+        "without `--limit` scores them all.",
+    ]
     shipped = OUT / "store-shipped.json"
     if shipped.exists():
         s = json.loads(shipped.read_text())
