@@ -6,7 +6,6 @@ nothing is copied into the repo) with the same encoders, tokens and fusion as th
 
 from __future__ import annotations
 
-import atexit
 import csv
 import itertools
 import json
@@ -90,7 +89,7 @@ def index_in_memory(
         from rag.store import milvus
 
         built = milvus.build(settings, f"mem-{os.getpid()}-{next(_MEMORY)}", vectors, owners, passages, bm25)
-        atexit.register(milvus.drop, settings, built["store"])
+        milvus.drop_at_exit(settings, built["store"])
         search = milvus.MilvusStore.open(settings, built["store"], bm25, built["dense_index"])
         manifest |= built
     else:

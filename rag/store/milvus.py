@@ -59,12 +59,17 @@ from rag.encoders import PRIMARY
 from rag.errors import IndexInvalidError, RagError
 from rag.fusion import Ranking, empty
 
+# gRPC's C core logs keepalive chatter between pymilvus and milvus-lite's in-process server
+# ("too_many_pings") on stderr; errors reach us as exceptions anyway. Set before grpc is imported.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 NAME = "milvus"
 BATCH = 1000  # rows per insert call (a gRPC message stays far below its 64 MB limit)
 TEXT_MAX = 65_535  # VARCHAR limits
 NAME_MAX = 4_096
 ID = ["id"]  # the one field a search returns (with none named, Milvus returns every field, vectors too)
 _clients: dict[tuple[str, str], Any] = {}
+_temporary: list[tuple[Settings, dict[str, Any]]] = []  # collections to drop at exit (drop_at_exit)
 _lock = threading.Lock()
 
 
@@ -111,8 +116,38 @@ def client(settings: Settings) -> Any:
                 made = MilvusClient(uri=uri, token=settings.milvus_token, timeout=10)
         except Exception as exc:
             raise RagError(_open_error(uri, exc)) from None
+        if not _clients:
+            # Close before the interpreter shuts thread pools down: milvus-lite's gRPC server would
+            # otherwise log a traceback for each call that arrives after (threading's exit hooks run
+            # newest first, before atexit's).
+            threading._register_atexit(_release_all)  # type: ignore[attr-defined]
         _clients[key] = made
         return made
+
+
+def drop_at_exit(settings: Settings, entry: Mapping[str, Any]) -> None:
+    """Drop a temporary version's collections (an in-memory index of `rag eval --beir`) when the process ends."""
+    with _lock:
+        _temporary.append((settings, dict(entry)))
+
+
+def _release_all() -> None:
+    with _lock:
+        temporary = list(_temporary)
+        _temporary.clear()
+    for settings, entry in temporary:
+        with contextlib.suppress(Exception):
+            drop(settings, entry)
+    with _lock:
+        made = list(_clients.items())
+        _clients.clear()
+    for (uri, _), one in made:
+        with contextlib.suppress(Exception):
+            one.close()
+        if not is_server(uri):
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(uri)
 
 
 def _open_error(uri: str, exc: Exception) -> str:
