@@ -6,7 +6,8 @@ in interleaved rounds so a busy machine slows all of them alike, by:
 - fast: the shipped int8 ONNX path in this process, one run per core;
 - Ray: `RayEncoder` over a local Ray cluster with one one-CPU actor per core (what `rag index --ray`
   starts), each call a fresh actor pool, as in a build: its time includes starting the actors and
-  loading the model in each; "after the first batch" is the rate once they are up.
+  loading the model in each; its CPU-seconds are the actors' own, so passages per CPU-second
+  compares the embedding work itself.
 Then `rag index --full` end to end, local and `--ray`, in fresh processes, alternating.
 
     .venv/bin/python bench/perf_ray.py [--documents 250] [--rounds 2] [--builds 1] [--write]
@@ -56,7 +57,6 @@ def speed(texts: list[str], rounds: int) -> tuple[list[list[str]], int]:
         fp32.encode_passages(texts[:8])
         wall: dict[str, list[float]] = {n: [] for n in paths}
         cpu: dict[str, list[float]] = {n: [] for n in paths}
-        steady: list[float] = []
         vectors: dict[str, np.ndarray] = {}
         for r in range(rounds):
             for name, embed in paths.items():
@@ -65,8 +65,6 @@ def speed(texts: list[str], rounds: int) -> tuple[list[list[str]], int]:
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(time.process_time() - c if name != "ray" else ray_enc.timings["worker_cpu_s"])
                 print(f"round {r + 1}: {name}: {len(texts) / wall[name][-1]:.1f} passages/s", flush=True)
-            first = ray_enc.timings["first_batch_s"]
-            steady.append((len(texts) - ray_enc.batch_size) / (ray_enc.timings["total_s"] - first))
     rows = []
     for name in paths:
         vs_fp32 = statistics.median(wall["fp32"][i] / wall[name][i] for i in range(rounds))
@@ -79,7 +77,6 @@ def speed(texts: list[str], rounds: int) -> tuple[list[list[str]], int]:
         rows.append(
             [label, f"{len(texts) / statistics.median(wall[name]):.1f}", per_cpu, f"{vs_fp32:.2f}x", f"{vs_fast:.2f}x", f"{cos.min():.6f}"]
         )
-    rows.append(["Ray, after the first batch (actors up)", f"{statistics.median(steady):.1f}", "", "", "", ""])
     rows.append([f"Ray cluster start and a first 8-passage call (once per build): {warm_s:.1f} s", "", "", "", "", ""])
     return rows, ray_enc.workers
 

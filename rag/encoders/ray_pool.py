@@ -85,7 +85,7 @@ def ray_session(address: str | None) -> Iterator[dict[str, float]]:
                 num_cpus=cores(), include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 _temp_dir=temp_dir, log_to_driver=False, logging_level=logging.WARNING,
             )  # fmt: skip
-    except (ConnectionError, TimeoutError, ValueError) as exc:
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:  # e.g. a missing auth token
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
