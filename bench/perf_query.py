@@ -24,27 +24,43 @@ import http.client
 
 from perf_common import load_line, median, questions, start_server, stop_server, summary, table, write_section
 
-STAGES = ["tokens", "embed e5", "embed USE", "dense search x2", "keyword search", "fusion", "answerable", "hits+response", "serialise"]
+STAGES = [
+    "tokens",
+    "embed e5",
+    "embed USE",
+    "dense search x2",
+    "keyword search",
+    "fusion",
+    "rerank",
+    "answerable",
+    "hits+response",
+    "serialise",
+]
 
 
-def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float]]:
+def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float]]:
+    from dataclasses import replace
+
     import numpy as np
 
-    from rag import keyword
+    from rag import keyword, rerank
     from rag.cli import open_retriever
     from rag.config import Settings
     from rag.encoders import PRIMARY, SECOND
     from rag.highlight import best_sentence
-    from rag.retrieve import Answer, Hit
+    from rag.retrieve import Answer, Hit, Retriever
     from rag.schema import to_response
     from rag.tokenize import detect_language
 
     settings = Settings.from_env()
-    r = open_retriever(settings, build_if_missing=False)
+    shipped = open_retriever(settings, build_if_missing=False)
+    r = Retriever(replace(settings, rerank=True), shipped.encoders, shipped.index)  # with the learned ranker
+    plain = Retriever(replace(settings, rerank=False), shipped.encoders, shipped.index)  # fusion's order, side by side
     qs = questions()
     stage: dict[str, list[float]] = {s: [] for s in STAGES}
     bare: list[float] = []
     whole: list[float] = []
+    whole_plain: list[float] = []
     for q in qs[:4]:
         r.search(q)  # warm-up
     for _ in range(rounds):
@@ -63,6 +79,12 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             rk.append(keyword.search(index.keyword, kw, settings.candidates))
             t5 = time.perf_counter()
             fused = r.fuse(rk, settings.weights(lang))
+            t6r = time.perf_counter()
+            ranked = fused
+            if r.ranker is not None:
+                vectors = {PRIMARY: v1, SECOND: v2}
+                x = rerank.features_of(r, index, q, lang, rk, settings.weights(lang), fused, units, vectors, r.ranker.depth)
+                ranked = rerank.reorder(r.ranker, lang, fused, x)
             t6 = time.perf_counter()
             confidence = r.confidence(index, lang, rk, settings.weights(lang), fused, units)
             t6a = time.perf_counter()
@@ -73,20 +95,25 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
                     index.passages[p],
                     best_sentence(index.passages[p], kw, r.sentence_similarities(index, p, {PRIMARY: v1, SECOND: v2})),
                 )
-                for i, (p, s) in enumerate(zip(fused.ids[:5].tolist(), fused.scores[:5].tolist(), strict=True))
+                for i, (p, s) in enumerate(zip(ranked.ids[:5].tolist(), ranked.scores[:5].tolist(), strict=True))
             ]
             resp = to_response(q, Answer(hits, confidence), 0.0)
             t7 = time.perf_counter()
             resp.model_dump_json()
             t8 = time.perf_counter()
-            for name, a, b in zip(STAGES, [t0, t1, t2, t3, t4, t5, t6, t6a, t7], [t1, t2, t3, t4, t5, t6, t6a, t7, t8], strict=True):
+            for name, a, b in zip(
+                STAGES, [t0, t1, t2, t3, t4, t5, t6r, t6, t6a, t7], [t1, t2, t3, t4, t5, t6r, t6, t6a, t7, t8], strict=True
+            ):
                 stage[name].append((b - a) * 1000)
             bare.append((t3 - t1) * 1000)
             t = time.perf_counter()
             r.search(q)
             whole.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            plain.search(q)
+            whole_plain.append((time.perf_counter() - t) * 1000)
     del np
-    return stage, bare, whole
+    return stage, bare, whole, whole_plain
 
 
 def http_round_trips(base: str, rounds: int) -> list[float]:
@@ -118,11 +145,12 @@ def main() -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()
-    stage, bare, whole = in_process(args.rounds)
+    stage, bare, whole, whole_plain = in_process(args.rounds)
     rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
     rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
-    rows.append(["**Retriever.search (whole, in process)**", *fmt(summary(whole))])
     floor = median(bare)
+    rows.append(["**Retriever.search (whole, in process), RAG_RERANK=1**", *fmt(summary(whole))])
+    rows.append(["**Retriever.search, RAG_RERANK=0 (fusion's order, the default)**", *fmt(summary(whole_plain))])
     http_rows = []
     for variant in args.variants.split(","):
         proc, base, _ = start_server(variant)
@@ -138,7 +166,8 @@ def main() -> int:
         f"in process: the shipped encoders at default BLAS threads, e5 queries through the numpy path), then the same over HTTP. "
         f"Before: {load_before}; after: {load_line()}.\n\n"
         + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
-        + "\n\n"
+        + f"\n\nWhole search p50 / bare embedding p50: {median(whole) / floor:.2f}x with the ranker, "
+        f"{median(whole_plain) / floor:.2f}x without (the two measured alternately, question by question).\n\n"
         + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
         + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (BLAS threads at their default); "
         "`blas1` limits numpy's BLAS to one thread per process; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"

@@ -72,6 +72,13 @@ class Settings:
     # The model is a JSON file; "" = the shipped rag/models/confidence.json.
     confidence_threshold: float = -1.0
     confidence_model: str = ""
+    # Learning to rank (rag/rerank.py): the fused top candidates (as many as the model file says) are
+    # reordered by a small model trained on the public sets by bench/train_ranker.py. Off by default:
+    # it gained on the public sets it was not trained on and the own set, but lost 0.017 MRR@10 on the
+    # held-out check set (docs/quality.md, "Learning to rank"). The model is a JSON file; "" = the
+    # shipped rag/models/ranker.json.
+    rerank: bool = False
+    ranker_model: str = ""
     # Retired: the two-threshold rule that decided `answerable` before the confidence ("disagreement,
     # coverage", rag/answerable.py). Empty (the default) = unused; when set, it decides the flag for
     # that language instead of the confidence threshold (the confidence is still reported).

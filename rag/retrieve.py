@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense
+from rag import answerable, confidence, dense, rerank
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -47,6 +47,7 @@ class Retriever:
         self.encoders = encoders
         self._index = index
         self.model = confidence.load_model(settings.confidence_model)  # a bad file fails at start, not mid-search
+        self.ranker = rerank.load_model(settings.ranker_model) if settings.rerank else None
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         _ = index.vocabulary  # computed once per index, before its first search
@@ -144,8 +145,12 @@ class Retriever:
             rankings = [Ranking(r.ids[keep], r.scores[keep]) for r in rankings for keep in [~np.isin(r.ids, exclude)]]
         weights = self.settings.weights(lang)
         fused = self.fuse(rankings, weights)
+        ranked = fused  # the fused top candidates reordered by the learned ranker, when on (rag/rerank.py)
+        if self.ranker is not None:
+            x = rerank.features_of(self, index, question, lang, rankings, weights, fused, units, vectors, self.ranker.depth)
+            ranked = rerank.reorder(self.ranker, lang, fused, x)
         hits = []
-        for rank, (pid, score) in enumerate(zip(fused.ids[:top_k].tolist(), fused.scores[:top_k].tolist(), strict=True), start=1):
+        for rank, (pid, score) in enumerate(zip(ranked.ids[:top_k].tolist(), ranked.scores[:top_k].tolist(), strict=True), start=1):
             passage = index.passages[pid]
             similarity = self.sentence_similarities(index, pid, vectors)
             hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
