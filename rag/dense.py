@@ -3,7 +3,8 @@
 The index type is chosen by corpus size (measured by bench/perf_scale.py, see docs/performance.md):
 an exact `IndexFlatIP` up to `EXACT_MAX` vectors, above that an inverted file (`IndexIVFFlat`,
 inner product) with about 4*sqrt(n) lists and `nprobe` chosen for recall@10 >= 0.95 against exact
-search. `describe(index)` gives the type and parameters for the index manifest.
+search on real e5 vectors (bench/perf_store_scale.py: 100k real Chinese passages need 96 of 1,024
+lists; synthetic vectors had suggested 16). `describe(index)` gives the type and parameters for the index manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ EXACT_MAX = 50_000
 #: Inverted-file parameters: nlist = IVF_LISTS_PER_SQRT * sqrt(n), rounded to a power of two,
 #: and the share of lists probed per query (at least IVF_MIN_NPROBE).
 IVF_LISTS_PER_SQRT = 4.0
-IVF_NPROBE_SHARE = 1 / 128
+IVF_NPROBE_SHARE = 3 / 32
 IVF_MIN_NPROBE = 16
 #: k-means trains on at most this many points per list (FAISS warns below 39).
 IVF_TRAIN_PER_LIST = 40

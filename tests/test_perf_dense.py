@@ -42,7 +42,7 @@ def test_ivf_above_threshold_round_trips(tmp_path: Path) -> None:
 
 
 def test_ivf_params_grow_with_size() -> None:
-    assert dense.ivf_params(1_000_000) == (4096, 32)
+    assert dense.ivf_params(1_000_000) == (4096, 384)
     assert dense.ivf_params(100_000)[0] < 4096
 
 
