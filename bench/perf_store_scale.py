@@ -14,7 +14,7 @@ queries one at a time, k=10: p50/p99 ms per search call and recall@10 against ex
 IndexFlatIP on the same vectors). Local FAISS is `rag.dense.build` as the project builds it (IVF above
 EXACT_MAX); Milvus mirrors rag/store/milvus.py's collection (int64 id, text, float vector; FLAT up to
 dense.EXACT_MAX rows, IVF_FLAT with dense.ivf_params(n) above; 1,000-row inserts; search asks for the
-id only), plus HNSW, which milvus-lite also offers.
+id only), plus HNSW, which milvus-lite also offers (`--faiss-hnsw` adds FAISS's own HNSW beside it).
 
     .venv/bin/python bench/perf_store_scale.py [--n 100000] [--queries 1000] [--write]
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -113,11 +114,10 @@ def milvus_index_params(milvus: Any, index_type: str, n: int) -> tuple[Any, dict
     return params, {"type": "IVF_FLAT", "nlist": nlist, "nprobe": nprobe}
 
 
-def milvus_build(uri: str, x: np.ndarray, texts: Sequence[str], index_type: str, name: str = "bench") -> tuple[Any, dict[str, Any]]:
+def milvus_build(milvus: Any, x: np.ndarray, texts: Sequence[str], index_type: str, name: str = "bench") -> dict[str, Any]:
     """A collection laid out like the store's passages (id, text, vector), filled and loaded."""
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType
 
-    milvus = MilvusClient(uri=uri)
     schema = milvus.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("text", DataType.VARCHAR, max_length=65_535)
@@ -127,14 +127,28 @@ def milvus_build(uri: str, x: np.ndarray, texts: Sequence[str], index_type: str,
     for a in range(0, len(x), 1000):
         milvus.insert(name, [{"id": i, "text": texts[i], "vector": x[i].tolist()} for i in range(a, min(len(x), a + 1000))])
     milvus.flush(name)
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:  # milvus-lite builds segment indexes in the background
-        info = milvus.describe_index(name, "vector")
-        if int(info.get("indexed_rows", len(x))) >= len(x) and int(info.get("pending_index_rows", 0)) == 0:
-            break
-        time.sleep(0.2)
     milvus.load_collection(name)
-    return milvus, desc
+    return desc
+
+
+def wait_indexed(folder: Path, timeout_s: float = 3600, settle_s: float = 3.0) -> int:
+    """Wait until every data segment of the milvus-lite folder has its vector index file, unchanged for
+    settle_s (compaction may still merge segments); return the number of segments. Why: milvus-lite
+    builds segment indexes on a background thread after flush and load, and describe_index reports
+    every row indexed before that; until then a segment is searched exactly."""
+    deadline = time.monotonic() + timeout_s
+    last: tuple[set[str], set[str]] | None = None
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        data = {p.stem for p in folder.rglob("data_*.parquet")}
+        indexed = {p.name.split(".")[0] for p in folder.rglob("indexes/*.vector.*")}
+        state = (data, indexed)
+        if state != last:
+            last, stable_since = state, time.monotonic()
+        elif data and data <= indexed and time.monotonic() - stable_since >= settle_s:
+            return len(data)
+        time.sleep(0.25)
+    raise TimeoutError(f"milvus-lite did not index {folder} in {timeout_s:.0f} s")
 
 
 def milvus_searcher(milvus: Any, params: dict[str, Any], name: str = "bench") -> Callable[[np.ndarray], np.ndarray]:
@@ -157,16 +171,25 @@ def _dir_mb(path: Path) -> float:
 def measure(config: Config, x: np.ndarray, q: np.ndarray, truth: np.ndarray, texts: Sequence[str]) -> list[dict[str, Any]]:
     """Build one index, then time each of its search settings; one result row per setting."""
     store, _label, kind, searches = config
-    gc.collect()
-    before = rss_mb()
-    t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rag-store-scale-") as tmp:
+        server_mb = 0.0
+        if store == "milvus":  # the client and milvus-lite's in-process server are not the index: started first
+            from pymilvus import MilvusClient
+
+            gc.collect()
+            before = rss_mb()
+            index = MilvusClient(uri=str(Path(tmp) / "milvus.db"))
+            server_mb = rss_mb() - before
+        gc.collect()
+        before = rss_mb()
+        t = time.perf_counter()
         if store == "faiss":
             index, desc = faiss_index(x, kind)
-            disk = float("nan")
+            dense.save(index, Path(tmp) / "dense.faiss")
         else:
-            index, desc = milvus_build(str(Path(tmp) / "milvus.db"), x, texts, kind)
-            disk = _dir_mb(Path(tmp))
+            desc = milvus_build(index, x, texts, kind)
+            desc["segments"] = wait_indexed(Path(tmp))  # milvus-lite indexes each segment apart
+        disk = _dir_mb(Path(tmp))
         build_s = time.perf_counter() - t
         gc.collect()
         memory = rss_mb() - before
@@ -175,7 +198,7 @@ def measure(config: Config, x: np.ndarray, q: np.ndarray, truth: np.ndarray, tex
             searcher = faiss_searcher(index, params) if store == "faiss" else milvus_searcher(index, params)
             times, found = time_queries(searcher, q)
             out.append({
-                "search": search_label, "desc": desc, "build_s": build_s, "rss_mb": memory, "disk_mb": disk,
+                "search": search_label, "desc": desc, "build_s": build_s, "rss_mb": memory, "disk_mb": disk, "server_mb": server_mb,
                 "p50": pct(times, 50), "p99": pct(times, 99), "recall": recall_at_k(found, truth),
             })  # fmt: skip
             print(config[:2], out[-1], file=sys.stderr, flush=True)
@@ -191,24 +214,39 @@ def _child(config: Config, paths: tuple[str, str, str], texts: list[str], pipe: 
     pipe.send(measure(config, x, q, truth, texts))
 
 
-def run_isolated(config: Config, paths: tuple[str, str, str], texts: list[str]) -> list[dict[str, Any]]:
+#: Thread variables a child starts with: OpenMP (FAISS, in both stores) and BLAS (milvus-lite's FLAT is numpy).
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_isolated(config: Config, paths: tuple[str, str, str], texts: list[str], threads: int) -> list[dict[str, Any]]:
+    """`measure` in a fresh process started with `threads` compute threads (set before its libraries load:
+    milvus-lite searches on its gRPC server's threads, which a call in this process could not reach)."""
     ctx = multiprocessing.get_context("spawn")
     ours, theirs = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(config, paths, texts, theirs))
-    proc.start()
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(threads) for k in THREAD_ENV})
+    try:
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     result: list[dict[str, Any]] = ours.recv()
     proc.join()
     return result
 
 
-def configs(n: int) -> list[Config]:
+def configs(n: int, faiss_hnsw: bool = False) -> list[Config]:
     nlist, nprobe = dense.ivf_params(n)
     ivf_name = f"IVF_FLAT nlist={nlist}" if n > dense.EXACT_MAX else "FLAT (exact)"
     probes = [(f"nprobe={p}" + (" (default)" if p == nprobe else ""), {"nprobe": p}) for p in sorted({8, nprobe, 32})]
     ivf = probes if n > dense.EXACT_MAX else [("-", {})]
     efs = [(f"ef={ef}", {"ef": ef}) for ef in (64, 128)]
     hnsw = f"HNSW M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION}"
-    return [
+    out: list[Config] = [
         ("faiss", "IndexFlatIP (exact)", "exact", [("-", {})]),
         ("faiss", f"IVFFlat nlist={nlist} (rag.dense.build)" if n > dense.EXACT_MAX else "IndexFlatIP (exact)", "project", ivf),
         ("faiss", hnsw, "hnsw", efs),
@@ -216,18 +254,42 @@ def configs(n: int) -> list[Config]:
         ("milvus", ivf_name, "auto", ivf),
         ("milvus", hnsw, "HNSW", efs),
     ]
+    return out if faiss_hnsw else [c for c in out if c[2] != "hnsw"]
+
+
+def ratios(defaults: dict[tuple[str, str], dict[str, Any]], text_mb: float) -> str:
+    """One paragraph: Milvus against local FAISS at each store's shipped setting, as ratios."""
+    lines = []
+    for fa, mi, what in ((("faiss", "exact"), ("milvus", "FLAT"), "exact"), (("faiss", "project"), ("milvus", "auto"), "as built")):
+        if fa in defaults and mi in defaults:
+            f, m = defaults[fa], defaults[mi]
+            lines.append(
+                f"{what} ({f['desc']['type']} vs {m['desc']['type']}): Milvus p50 {m['p50'] / f['p50']:.1f}x, "
+                f"p99 {m['p99'] / f['p99']:.1f}x "
+                f"of local FAISS, recall@10 {m['recall']:.3f} vs {f['recall']:.3f}, build {m['build_s'] / max(f['build_s'], 1e-9):.0f}x"
+            )
+    return (
+        "Milvus vs local FAISS, same vectors and queries: " + "; ".join(lines) + ". "
+        f"The Milvus collection also holds the passage text ({text_mb:.0f} MB as UTF-8), which the local store keeps in "
+        "passages.jsonl (not counted for FAISS)."
+        if lines
+        else ""
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--only", default="", help="comma-separated index kinds to run (exact,project,hnsw,FLAT,auto,HNSW)")
+    parser.add_argument("--only", default="", help="comma-separated index kinds to run (exact,project,FLAT,auto,HNSW)")
+    parser.add_argument("--faiss-hnsw", action="store_true", help="also FAISS's own HNSW (what milvus-lite's HNSW wraps)")
+    parser.add_argument("--threads", type=int, default=1, help="compute threads of each child (build and search)")
+    parser.add_argument("--cache", type=Path, default=None, help="where passages and vectors are cached (~/.cache/rag-bench)")
     parser.add_argument("--write", action="store_true", help="replace the store-scale section of docs/performance.md")
     args = parser.parse_args()
     import scale_corpus
 
-    x, q, rows, qs = scale_corpus.embed_cached(args.n)
+    x, q, rows, qs = scale_corpus.embed_cached(args.n, args.cache or scale_corpus.CACHE)
     q = q[: args.queries]
     load_before = load_line()
     started = time.perf_counter()
@@ -237,30 +299,41 @@ def main() -> int:
     for path, array in zip(paths, (x, q, truth), strict=True):
         np.save(path, array)
     texts = [r["text"] for r in rows]
-    table_rows = []
-    for config in configs(args.n):
+    table_rows, server_mb = [], 0.0
+    defaults: dict[tuple[str, str], dict[str, Any]] = {}
+    for config in configs(args.n, args.faiss_hnsw):
         if args.only and config[2] not in args.only.split(","):
             continue
-        for r in run_isolated(config, paths, texts):
+        for r in run_isolated(config, paths, texts, args.threads):
             store = "local FAISS" if config[0] == "faiss" else "Milvus (milvus-lite)"
-            disk = "-" if r["disk_mb"] != r["disk_mb"] else f"{r['disk_mb']:.0f}"
-            table_rows.append([store, config[1], r["search"], f"{r['build_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['peak_mb']:.0f}",
+            disk = f"{r['disk_mb']:.0f}"
+            if r["search"].endswith("(default)") or config[2] in ("exact", "FLAT"):
+                defaults[(config[0], config[2])] = r
+            segments = r["desc"].get("segments")
+            label = config[1] + (f", {segments} segment{'s' if segments != 1 else ''}" if segments else "")
+            server_mb = max(server_mb, r["server_mb"])
+            table_rows.append([store, label, r["search"], f"{r['build_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['peak_mb']:.0f}",
                                disk, f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['recall']:.3f}"])  # fmt: skip
     header = ["store", "index", "search", "build s", "RSS added MB", "process peak MB", "on disk MB", "p50 ms", "p99 ms"]
     header.append("recall@10 vs exact")
     import milvus_lite
     import pymilvus
 
-    asked = Counter(x["source"] for x in qs[: len(q)])
+    asked = Counter(row["source"] for row in qs[: len(q)])
     text = (
-        f"{args.n:,} real passages ({scale_corpus.mix(rows)}), embedded by the int8 ONNX e5 passage path "
+        f"{args.n:,} real passages, {scale_corpus.HOW}. Mix: {scale_corpus.mix(rows)}. Embedded by the int8 ONNX e5 passage path "
         f"(384 dimensions); {len(q):,} real questions ({', '.join(f'{s} {c}' for s, c in asked.items())}) "
         f"embedded by the query path. One query per search call, k={K}; recall@10 against exact search (FAISS IndexFlatIP). "
         f"Each index built in a fresh process: RSS added = resident memory after the build minus before it (vectors already loaded, "
-        f"146 MB). FAISS threads {faiss.omp_get_max_threads()}; pymilvus {pymilvus.__version__}, milvus-lite {milvus_lite.__version__}. "
+        f"{x.nbytes / 2**20:.0f} MB); on disk = the saved FAISS index, or the milvus-lite folder. "
+        f"milvus-lite {milvus_lite.__version__} runs its server in the client's process (gRPC on threads, FAISS or numpy "
+        f"per segment); the client and server take {server_mb:.0f} MB before any collection, not counted above. Each process ran with "
+        f"{args.threads} compute thread(s) (OpenMP and BLAS), building and searching; "
+        f"pymilvus {pymilvus.__version__}. "
         f"Before: {load_before}; after: {load_line()}; whole run {time.perf_counter() - started:.0f} s.\n\n"
         f"{table(header, table_rows)}\n"
     )
+    text += "\n" + ratios(defaults, sum(len(t.encode("utf-8")) for t in texts) / 2**20)
     print(text)
     if args.write:
         write_section("store_scale", "Store scale on real vectors: local FAISS vs Milvus (`bench/perf_store_scale.py`)", text)

@@ -49,6 +49,18 @@ MIN_CHARS, MAX_CHARS = 150, 300
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;\n」』”]*")
 
 
+#: For the docs: how the passages were made.
+HOW = (
+    "assembled by `bench/scale_corpus.py` from public data (no text is in the repository): all the prose there is, "
+    "packed from whole sentences into passages of 150-300 characters, namely Chinese Wikipedia paragraphs of "
+    "ymcui/cmrc2018 trial+dev (CC BY-SA 4.0), Traditional-Chinese Wikipedia paragraphs of DRCD dev+test (CC BY-SA 3.0), "
+    "XQuAD's Chinese paragraphs (CC BY-SA 4.0), Toyhom medical dialogues (question + doctor's answer, MIT) and three of "
+    "the Four Books; the rest is a seeded sample of classical poems, one per passage (title, author, text), from "
+    "chinese-poetry/chinese-poetry (MIT: Tang and Song shi, Yuan qu, Five Dynasties ci; mostly traditional characters); "
+    "exact duplicates dropped"
+)
+
+
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
 
