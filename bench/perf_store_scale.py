@@ -37,7 +37,9 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale_corpus
 from perf_common import hwm_mb, load_line, pct, rss_mb, table, write_section
+from scale_corpus import CACHE, Rows, embed_cached
 
 from rag import dense
 
@@ -250,9 +252,9 @@ def configs(n: int, faiss_hnsw: bool = False) -> list[Config]:
         ("faiss", "IndexFlatIP (exact)", "exact", [("-", {})]),
         ("faiss", f"IVFFlat nlist={nlist} (rag.dense.build)" if n > dense.EXACT_MAX else "IndexFlatIP (exact)", "project", ivf),
         ("faiss", hnsw, "hnsw", efs),
-        ("milvus", "FLAT (exact)", "FLAT", [("-", {})]),
-        ("milvus", ivf_name, "auto", ivf),
+        ("milvus", ivf_name + " (the store's rule)", "auto", ivf),
         ("milvus", hnsw, "HNSW", efs),
+        ("milvus", "FLAT (exact)", "FLAT", [("-", {})]),
     ]
     return out if faiss_hnsw else [c for c in out if c[2] != "hnsw"]
 
@@ -287,9 +289,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=None, help="where passages and vectors are cached (~/.cache/rag-bench)")
     parser.add_argument("--write", action="store_true", help="replace the store-scale section of docs/performance.md")
     args = parser.parse_args()
-    import scale_corpus
-
-    x, q, rows, qs = scale_corpus.embed_cached(args.n, args.cache or scale_corpus.CACHE)
+    x, q, rows, qs = embed_cached(args.n, args.cache or CACHE)
     q = q[: args.queries]
     load_before = load_line()
     started = time.perf_counter()
@@ -299,33 +299,45 @@ def main() -> int:
     for path, array in zip(paths, (x, q, truth), strict=True):
         np.save(path, array)
     texts = [r["text"] for r in rows]
-    table_rows, server_mb = [], 0.0
+    todo = [c for c in configs(args.n, args.faiss_hnsw) if not args.only or c[2] in args.only.split(",")]
+    table_rows: list[list[str]] = []
     defaults: dict[tuple[str, str], dict[str, Any]] = {}
-    for config in configs(args.n, args.faiss_hnsw):
-        if args.only and config[2] not in args.only.split(","):
-            continue
+    server_mb = 0.0
+    for done, config in enumerate(todo, 1):
         for r in run_isolated(config, paths, texts, args.threads):
             store = "local FAISS" if config[0] == "faiss" else "Milvus (milvus-lite)"
-            disk = f"{r['disk_mb']:.0f}"
             if r["search"].endswith("(default)") or config[2] in ("exact", "FLAT"):
                 defaults[(config[0], config[2])] = r
             segments = r["desc"].get("segments")
             label = config[1] + (f", {segments} segment{'s' if segments != 1 else ''}" if segments else "")
             server_mb = max(server_mb, r["server_mb"])
             table_rows.append([store, label, r["search"], f"{r['build_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['peak_mb']:.0f}",
-                               disk, f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['recall']:.3f}"])  # fmt: skip
-    header = ["store", "index", "search", "build s", "RSS added MB", "process peak MB", "on disk MB", "p50 ms", "p99 ms"]
-    header.append("recall@10 vs exact")
+                               f"{r['disk_mb']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['recall']:.3f}"])  # fmt: skip
+        partial = "" if done == len(todo) else f" (partial: {done} of {len(todo)} indexes so far)"
+        text = report(args, rows, qs, len(q), x.nbytes, table_rows, defaults, server_mb, load_before + partial, started)
+        print(text, flush=True)
+        if args.write:  # after each index, so a run cut short still leaves what it measured
+            write_section("store_scale", "Store scale on real vectors: local FAISS vs Milvus (`bench/perf_store_scale.py`)", text)
+    return 0
+
+
+def report(
+    args: argparse.Namespace, rows: Rows, qs: Rows, n_queries: int, vector_bytes: int, table_rows: list[list[str]],
+    defaults: dict[tuple[str, str], dict[str, Any]], server_mb: float, load_before: str, started: float,
+) -> str:  # fmt: skip
+    """The doc section: how the data was made, how it was measured, the table and the ratios."""
     import milvus_lite
     import pymilvus
 
-    asked = Counter(row["source"] for row in qs[: len(q)])
+    header = ["store", "index", "search", "build s", "RSS added MB", "process peak MB", "on disk MB", "p50 ms", "p99 ms"]
+    header.append("recall@10 vs exact")
+    asked = Counter(row["source"] for row in qs[:n_queries])
     text = (
         f"{args.n:,} real passages, {scale_corpus.HOW}. Mix: {scale_corpus.mix(rows)}. Embedded by the int8 ONNX e5 passage path "
-        f"(384 dimensions); {len(q):,} real questions ({', '.join(f'{s} {c}' for s, c in asked.items())}) "
+        f"(384 dimensions); {n_queries:,} real questions ({', '.join(f'{s} {c}' for s, c in asked.items())}) "
         f"embedded by the query path. One query per search call, k={K}; recall@10 against exact search (FAISS IndexFlatIP). "
         f"Each index built in a fresh process: RSS added = resident memory after the build minus before it (vectors already loaded, "
-        f"{x.nbytes / 2**20:.0f} MB); on disk = the saved FAISS index, or the milvus-lite folder. "
+        f"{vector_bytes / 2**20:.0f} MB); on disk = the saved FAISS index, or the milvus-lite folder. "
         f"milvus-lite {milvus_lite.__version__} runs its server in the client's process (gRPC on threads, FAISS or numpy "
         f"per segment); the client and server take {server_mb:.0f} MB before any collection, not counted above. Each process ran with "
         f"{args.threads} compute thread(s) (OpenMP and BLAS), building and searching; "
@@ -333,11 +345,8 @@ def main() -> int:
         f"Before: {load_before}; after: {load_line()}; whole run {time.perf_counter() - started:.0f} s.\n\n"
         f"{table(header, table_rows)}\n"
     )
-    text += "\n" + ratios(defaults, sum(len(t.encode("utf-8")) for t in texts) / 2**20)
-    print(text)
-    if args.write:
-        write_section("store_scale", "Store scale on real vectors: local FAISS vs Milvus (`bench/perf_store_scale.py`)", text)
-    return 0
+    texts_mb = sum(len(r["text"].encode("utf-8")) for r in rows) / 2**20
+    return text + "\n" + ratios(defaults, texts_mb)
 
 
 if __name__ == "__main__":
