@@ -46,7 +46,7 @@ from rag import dense
 K = 10
 WARMUP = 20
 #: HNSW build parameters: efConstruction 64 as in the project's earlier HNSW trial (docs/performance.md, findings), not
-#: milvus-lite's default 200, which took ~3x longer to build on the shared 2-core machine.
+#: milvus-lite's default 200: construction cost grows about linearly with it, and the shared 2-core machine is slow.
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64
 #: Each config: (store, index label, build kind, list of (search label, search params)).
 Config = tuple[str, str, str, list[tuple[str, dict[str, Any]]]]
