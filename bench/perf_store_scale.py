@@ -246,7 +246,7 @@ def run_isolated(config: Config, paths: tuple[str, str, str], texts: list[str], 
 def configs(n: int, faiss_hnsw: bool = False) -> list[Config]:
     nlist, nprobe = dense.ivf_params(n)
     ivf_name = f"IVF_FLAT nlist={nlist}" if n > dense.EXACT_MAX else "FLAT (exact)"
-    probes = [(f"nprobe={p}" + (" (default)" if p == nprobe else ""), {"nprobe": p}) for p in sorted({8, nprobe, 32})]
+    probes = [(f"nprobe={p}" + (" (default)" if p == nprobe else ""), {"nprobe": p}) for p in sorted({16, 32, nprobe})]
     ivf = probes if n > dense.EXACT_MAX else [("-", {})]
     efs = [(f"ef={ef}", {"ef": ef}) for ef in (64, 128)]
     hnsw = f"HNSW M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION}"

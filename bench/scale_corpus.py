@@ -29,6 +29,7 @@ import glob
 import hashlib
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -39,8 +40,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "scale_data"
-SHARED = ROOT.parent.parent / "shared" / "data"
+# The fetched public sources (SOURCES.md there lists repositories, commits and licences) and the BEIR sets.
+DATA = Path(os.environ.get("RAG_SCALE_DATA", ROOT.parent / "scale_data"))
+SHARED = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path.home() / ".cache" / "rag-bench"
 SEED = 20261201
 TOYHOM = "Toyhom+Chinese-medical-dialogue-data"
