@@ -157,7 +157,12 @@ def build_once(corpus: Path, engine: str) -> tuple[float, float]:
     """(whole build s, e5 embedding stage s) of one `rag index --full` in a fresh process."""
     index = Path(tempfile.mkdtemp(prefix="embed-index-", dir=OUT))
     env = os.environ | {"HF_HUB_OFFLINE": "1", "RAG_PASSAGE_ENGINE": engine}
-    cmd = [sys.executable, "-m", "rag.cli", "index", "--full", "--corpus", str(corpus), "--index", str(index)]
+    return timed_build(["--corpus", str(corpus), "--index", str(index)], env, index)
+
+
+def timed_build(args: list[str], env: dict[str, str], index: Path) -> tuple[float, float]:
+    """Run `rag index --full ARGS` in a fresh process: (whole build s, e5 stage s, from its stage lines); `index` is removed after."""
+    cmd = [sys.executable, "-m", "rag.cli", "index", "--full", *args]
     started = time.perf_counter()
     marks: dict[str, float] = {}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from doc_blocks import update_doc
 from perf_common import DOC, load_line, table
-from perf_embed import OUT, count_passages, passages
+from perf_embed import OUT, count_passages, passages, timed_build
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -84,20 +83,8 @@ def speed(texts: list[str], rounds: int) -> tuple[list[list[str]], int]:
 def build_once(corpus: Path, ray: bool) -> tuple[float, float]:
     """(whole build s, e5 embedding stage s) of one `rag index --full [--ray]` in a fresh process."""
     index = Path(tempfile.mkdtemp(prefix="ray-index-", dir=OUT))
-    cmd = [sys.executable, "-m", "rag.cli", "index", "--full", "--corpus", str(corpus), "--index", str(index), *(["--ray"] if ray else [])]
-    started = time.perf_counter()
-    marks: dict[str, float] = {}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "rag index: embedding" in line and "(primary)" in line:
-            marks["e5"] = time.perf_counter()
-        elif "rag index: embedding" in line and "(second)" in line:
-            marks["use"] = time.perf_counter()
-    if proc.wait() != 0:
-        raise RuntimeError(f"rag index failed with {proc.returncode}")
-    subprocess.run(["rm", "-rf", str(index)], check=False)
-    return time.perf_counter() - started, marks["use"] - marks["e5"]
+    args = ["--corpus", str(corpus), "--index", str(index), *(["--ray"] if ray else [])]
+    return timed_build(args, os.environ | {"HF_HUB_OFFLINE": "1"}, index)
 
 
 def builds(corpus: Path, n: int, repeats: int) -> list[list[str]]:
