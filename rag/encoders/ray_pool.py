@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from rag.errors import RagError
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
 #: Seconds to wait for a cluster's address to accept a connection before giving up.
 CONNECT_TIMEOUT_S = 5.0
+#: Tries at starting a local cluster (see _start_local).
+LOCAL_START_ATTEMPTS = 3
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -78,16 +81,8 @@ def ray_session(address: str | None) -> Iterator[dict[str, float]]:
             check_reachable(address)
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            temp_dir = tempfile.mkdtemp(prefix="rag-ray-")
-            # Ray 2.60 enables token auth on a new local cluster and says so; it stays on, unannounced.
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(
-                num_cpus=cores(), include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                _temp_dir=temp_dir, log_to_driver=False, logging_level=logging.WARNING,
-            )  # fmt: skip
+            temp_dir = _start_local(ray)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:  # e.g. a missing auth token
-        if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise RagError(f"cannot connect to {where}: {_one_line(exc)}") from None
     try:
@@ -97,6 +92,32 @@ def ray_session(address: str | None) -> Iterator[dict[str, float]]:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _start_local(ray: Any) -> str:
+    """Start a local cluster in a fresh temporary folder; returns the folder.
+
+    Ray gives its raylet a fixed 30 s to register and then raises a plain Exception ("timed out during
+    startup"); a CI run saw that once on a machine where it otherwise starts in seconds, so a failed
+    start is shut down and tried again, up to LOCAL_START_ATTEMPTS times, before it is one error.
+    """
+    # Ray 2.60 enables token auth on a new local cluster and says so; it stays on, unannounced.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        temp_dir = tempfile.mkdtemp(prefix="rag-ray-")
+        try:
+            ray.init(
+                num_cpus=cores(), include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                _temp_dir=temp_dir, log_to_driver=False, logging_level=logging.WARNING,
+            )  # fmt: skip
+            return temp_dir
+        except Exception as exc:  # Ray raises bare Exceptions for a node that did not start
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            if attempt == LOCAL_START_ATTEMPTS:
+                raise RuntimeError(f"it did not start in {attempt} tries ({_one_line(exc)})") from None
+    raise AssertionError("unreachable")
 
 
 def _quiet_ray_data() -> None:
