@@ -63,6 +63,20 @@ def coverage(index: bm25s.BM25, units: Sequence[Sequence[str]], top: Sequence[in
     return found / total if total else 1.0  # a question of stopwords: no evidence either way
 
 
+def text_coverage(index: bm25s.BM25, units: Sequence[Sequence[str]], tokens: Sequence[str]) -> float:
+    """IDF-weighted share of `units` with an alternative among `tokens` (a sentence's keyword tokens),
+    weighed as in `coverage`; 1 for a question of stopwords."""
+    passages = int(index.scores["num_docs"])
+    present = set(tokens)
+    total = found = 0.0
+    for unit in units:
+        weight = max((_idf(keyword.postings(index, token).size, passages) for token in unit), default=0.0)
+        total += weight
+        if any(token in present for token in unit):
+            found += weight
+    return found / total if total else 1.0
+
+
 def is_answerable(disagreement: float, coverage: float, thresholds: tuple[float, float] | None) -> bool:
     """False when the signals disagree more than `thresholds[0]` and cover less than `thresholds[1]`."""
     if thresholds is None:

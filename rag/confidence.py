@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -21,9 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag import keyword
-from rag.errors import RagError
+from rag import keyword, model_files, trees
 from rag.fusion import Ranking
+from rag.trees import Forest
 
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS / "confidence.json"
@@ -36,12 +37,27 @@ FEATURES = (
     "disagreement",  # sum over active signals of ln(rank of the fused top passage)
     "fused_gap",  # fused score of the top passage minus the second's (z units)
     "sentence",  # best USE cosine of a sentence of the top passage
+    "coverage1",  # the same IDF-weighted share, in the top passage alone
+    "sentence_coverage",  # and in its highlighted sentence: an answer usually sits among the question's words
+    "asks_number",  # 1 when the question asks for an amount, a time, a phone number (NUMBER_CUES)
+    "top_number",  # 1 when the top passage's highlighted sentence holds a digit or a Chinese numeral
     *(f"{s}_{kind}" for s in SIGNALS for kind in ("top", "z", "gap", "logrank", "drop10")),
 )
 
 
+# What a question asking for a number says; a passage that holds no number rarely answers one.
+NUMBER_CUES = re.compile(
+    r"多少|几[个天年月岁次家种项位号]|多久|多长|多大|多高|多远|哪[一]?年|何时|什么时候|电话|号码|费用|价格|价钱|年龄"
+    r"|\bhow (?:many|much|long|old|far|big|often)\b|\bwhat (?:year|time|date)\b|\bwhen\b|\bphone\b|\bnumber\b"
+    r"|\b(?:cost|fee|price)s?\b",
+    re.IGNORECASE,
+)
+NUMERALS = re.compile(r"[0-9０-９]|[一二三四五六七八九十两百千万]+(?:元|年|月|日|天|岁|次|号|周|小时|分钟|倍)")
+
+
 class Model(NamedTuple):
-    """A logistic regression over standardised features; `mean` also fills a missing feature."""
+    """A logistic regression over standardised features, or boosted trees over the raw ones
+    (`forest`); `mean` fills a missing feature either way, so a signal that takes no part counts as average."""
 
     version: str
     features: tuple[str, ...]
@@ -52,6 +68,7 @@ class Model(NamedTuple):
     threshold: float  # the operating point it was trained for (Settings.confidence_threshold overrides)
     meta: dict[str, Any]
     thresholds: dict[str, float] | None = None  # per question language, where trained so
+    forest: Forest | None = None  # kind "trees": scale, coef and intercept are unused
 
     def threshold_for(self, lang: str) -> float:
         """The model's operating point for a question language."""
@@ -61,53 +78,53 @@ class Model(NamedTuple):
         """P(a returned passage answers) for one search's features; NaN or absent features count as average."""
         x = np.array([values.get(name, math.nan) for name in self.features], dtype=np.float64)
         x = np.where(np.isfinite(x), x, self.mean)
-        logit = float(self.intercept + ((x - self.mean) / self.scale) @ self.coef)
+        if self.forest is not None:
+            logit = self.forest.raw(x)
+        else:
+            logit = float(self.intercept + ((x - self.mean) / self.scale) @ self.coef)
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
 
 
 def save_model(model: Model, path: Path) -> None:
     """Write the model as the small JSON the retriever reads."""
-    data = {
-        "version": model.version,
-        "kind": "logistic",
-        "features": list(model.features),
-        "mean": [round(float(v), 6) for v in model.mean],
-        "scale": [round(float(v), 6) for v in model.scale],
-        "coef": [round(float(v), 6) for v in model.coef],
-        "intercept": round(model.intercept, 6),
-        "threshold": model.threshold,
-        "thresholds": model.thresholds or {},
-        **model.meta,
-    }
+    data: dict[str, Any] = {"version": model.version, "kind": "logistic" if model.forest is None else "trees"}
+    data |= {"features": list(model.features), "mean": [round(float(v), 6) for v in model.mean]}
+    if model.forest is None:
+        data |= {
+            "scale": [round(float(v), 6) for v in model.scale],
+            "coef": [round(float(v), 6) for v in model.coef],
+            "intercept": round(model.intercept, 6),
+        }
+    data |= {"threshold": model.threshold, "thresholds": model.thresholds or {}, **model.meta}
+    if model.forest is not None:
+        data["forest"] = trees.to_json(model.forest)  # last: the long part
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+_READ = {"version", "kind", "features", "mean", "scale", "coef", "intercept", "threshold", "thresholds", "forest"}
+
+
+def _parse(data: dict[str, Any]) -> Model:
+    features = model_files.features(data, FEATURES)
+    (mean,) = model_files.vectors(data, ("mean",), len(features))
+    version, threshold, meta = str(data["version"]), float(data["threshold"]), model_files.meta(data, _READ)
+    thresholds = {str(k): float(v) for k, v in data.get("thresholds", {}).items()}
+    if data["kind"] == "trees":
+        forest = trees.from_json(data["forest"], len(features))
+        ones, zeros = np.ones(len(features)), np.zeros(len(features))
+        return Model(version, features, mean, ones, zeros, 0.0, threshold, meta, thresholds, forest)
+    scale, coef = model_files.vectors(data, ("scale", "coef"), len(features))
+    return Model(version, features, mean, np.where(scale > 0, scale, 1.0), coef, float(data["intercept"]), threshold, meta, thresholds)
 
 
 @lru_cache(maxsize=4)
 def load_model(path: str = "") -> Model:
     """The model at `path` ("" = the shipped one); a file that is not one is a clear error."""
     where = Path(path) if path else DEFAULT_MODEL
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-        if data.get("kind") != "logistic":
-            raise ValueError(f"kind {data.get('kind')!r} is not 'logistic'")
-        features = tuple(str(f) for f in data["features"])
-        arrays = [np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
-        if any(a.shape != (len(features),) for a in arrays) or not all(np.isfinite(a).all() for a in arrays):
-            raise ValueError("mean, scale and coef must be finite lists as long as features")
-        known = {"version", "kind", "features", "mean", "scale", "coef", "intercept", "threshold", "thresholds"}
-        return Model(
-            str(data["version"]),
-            features,
-            arrays[0],
-            np.where(arrays[1] > 0, arrays[1], 1.0),
-            arrays[2],
-            float(data["intercept"]),
-            float(data["threshold"]),
-            {k: v for k, v in data.items() if k not in known},
-            {str(k): float(v) for k, v in data.get("thresholds", {}).items()},
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RagError(f"RAG_CONFIDENCE_MODEL: {where} is not a confidence model ({exc})") from exc
+    return model_files.read_model(where, "RAG_CONFIDENCE_MODEL", "confidence", ("logistic", "trees"), _parse)
+
+
+Passages = tuple[float, float, str]  # see search_features
 
 
 def known_share(index: Any, units: Sequence[Sequence[str]], exclude: np.ndarray | None = None) -> float:
@@ -159,11 +176,17 @@ def search_features(
     known: float,
     sentences: np.ndarray | None,
     depth: int,
+    passage: Passages = (0.0, 0.0, ""),
+    question: str = "",
 ) -> dict[str, float]:
-    """Every feature of FEATURES for one search whose fused ranking is not empty; None rankings took no part."""
+    """Every feature of FEATURES for one search whose fused ranking is not empty; None rankings took no part.
+
+    `passage`: the top passage's keyword coverage, its highlighted sentence's, and that sentence's text.
+    """
     top = int(fused.ids[0])
+    coverage1, sentence_coverage, highlighted = passage
     if not units:  # no word the keyword index could look up (emoji, punctuation): nothing shows the corpus knows it
-        known = coverage = 0.0
+        known = coverage = coverage1 = sentence_coverage = 0.0
     values = {
         "en": 1.0 if lang == "en" else 0.0,
         "log_units": math.log1p(len(units)),
@@ -172,6 +195,10 @@ def search_features(
         "disagreement": disagreement,
         "fused_gap": float(fused.scores[0] - fused.scores[1]) if fused.scores.size > 1 else 0.0,
         "sentence": float(sentences.max()) if sentences is not None and sentences.size else math.nan,
+        "coverage1": coverage1,
+        "sentence_coverage": sentence_coverage,
+        "asks_number": 1.0 if NUMBER_CUES.search(question) else 0.0,
+        "top_number": 1.0 if NUMERALS.search(highlighted) else 0.0,
     }
     for name, ranking in zip(SIGNALS, rankings, strict=True):
         values |= signal_features(name, ranking, top, depth)

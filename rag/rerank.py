@@ -25,8 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag import keyword
-from rag.errors import RagError
+from rag import keyword, model_files
 from rag.fusion import Ranking
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "ranker.json"
@@ -78,33 +77,28 @@ def save_model(model: LinearRanker, path: Path) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+_READ = {"version", "kind", "features", "depth", "languages"}
+
+
+def _parse(data: dict[str, Any]) -> LinearRanker:
+    features = model_files.features(data, FEATURES)
+    weights = {}
+    for lang, w in data["languages"].items():
+        mean, scale, coef = model_files.vectors(w, ("mean", "scale", "coef"), len(features), f"{lang}: ")
+        weights[str(lang)] = (mean, np.where(scale > 0, scale, 1.0), coef)
+    if not weights:
+        raise ValueError("no language")
+    depth = int(data["depth"])
+    if depth < 2:
+        raise ValueError("depth must be at least 2")
+    return LinearRanker(str(data["version"]), features, depth, weights, model_files.meta(data, _READ))
+
+
 @lru_cache(maxsize=4)
 def load_model(path: str = "") -> LinearRanker:
     """The model at `path` ("" = the shipped one); a file that is not one is a clear error."""
     where = Path(path) if path else DEFAULT_MODEL
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-        if data.get("kind") != "linear-pairwise":
-            raise ValueError(f"kind {data.get('kind')!r} is not 'linear-pairwise'")
-        features = tuple(str(f) for f in data["features"])
-        unknown = set(features) - set(FEATURES)
-        if unknown:
-            raise ValueError(f"unknown features {sorted(unknown)}")
-        weights = {}
-        for lang, w in data["languages"].items():
-            arrays = [np.asarray(w[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
-            if any(a.shape != (len(features),) for a in arrays) or not all(np.isfinite(a).all() for a in arrays):
-                raise ValueError(f"{lang}: mean, scale and coef must be finite lists as long as features")
-            weights[str(lang)] = (arrays[0], np.where(arrays[1] > 0, arrays[1], 1.0), arrays[2])
-        if not weights:
-            raise ValueError("no language")
-        depth = int(data["depth"])
-        if depth < 2:
-            raise ValueError("depth must be at least 2")
-        known = {"version", "kind", "features", "depth", "languages"}
-        return LinearRanker(str(data["version"]), features, depth, weights, {k: v for k, v in data.items() if k not in known})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RagError(f"RAG_RANKER_MODEL: {where} is not a ranker model ({exc})") from exc
+    return model_files.read_model(where, "RAG_RANKER_MODEL", "ranker", ("linear-pairwise",), _parse)
 
 
 def _idf(df: int, passages: int) -> float:

@@ -154,7 +154,7 @@ class Retriever:
             passage = index.passages[pid]
             similarity = self.sentence_similarities(index, pid, vectors)
             hits.append(Hit(rank, float(score), passage, best_sentence(passage, keywords, similarity)))
-        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units, vectors, exclude))
+        return Answer(hits, self.confidence(index, lang, rankings, weights, fused, units, vectors, exclude, question, keywords))
 
     def fuse(self, rankings: list[Ranking], weights: list[float]) -> Ranking:
         """The signals' rankings as one, by the configured fusion."""
@@ -172,6 +172,8 @@ class Retriever:
         units: list[list[str]],
         vectors: dict[str, np.ndarray] | None = None,
         exclude: np.ndarray | None = None,
+        question: str = "",
+        keywords: list[str] | None = None,
     ) -> Confidence:
         """How likely the search answers (rag/confidence.py), from what it already computed; no candidate is confidence 0."""
         if not fused.ids.size:
@@ -185,6 +187,14 @@ class Retriever:
         spread = answerable.disagreement(active, top, depth)
         share = answerable.coverage(index.keyword, units, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
         sentences = self.sentence_similarities(index, top, vectors) if vectors is not None else None
+        passage = index.passages[top]
+        span = best_sentence(passage, keywords or [], sentences)
+        highlighted = passage.text[span.start - passage.start : span.end - passage.start]
+        top_passage = (
+            answerable.coverage(index.keyword, units, [top]),
+            answerable.text_coverage(index.keyword, units, tokenize(highlighted)),
+            highlighted,
+        )
         features = confidence.search_features(
             lang,
             [r if on else None for r, on in zip(rankings, taking_part, strict=True)],
@@ -195,6 +205,8 @@ class Retriever:
             confidence.known_share(index.keyword, units, exclude),
             sentences,
             depth,
+            top_passage,
+            question,
         )
         probability = self.model.probability(features)
         rule = self.settings.answerable_thresholds(lang)  # the retired rule, only when configured

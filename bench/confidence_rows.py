@@ -1,0 +1,183 @@
+"""Labelled searches for bench/train_confidence.py: each a row of rag/confidence.FEATURES and a label
+"a returned passage answers" (a relevant passage in the top 5). Public sets only, for training:
+
+- *own*: a public set's questions against its own corpus (label 1 when the top 5 holds the
+  relevant passage, else 0);
+- *loo*: the same questions with their relevant passages masked out of every signal's ranking
+  before fusion (on-topic but unanswerable; label 0);
+- *off*: another set's questions against this corpus (off-topic; label 0). The xquad paragraph
+  and xquadr sentence corpora hold the same articles, so their questions are never each other's
+  negatives;
+- the same three kinds on *narrow* corpora: a question's relevant passage and its 40-160 nearest
+  passages (by e5) of the same public corpus, a small index on one subject like the shipped one.
+  On a narrow corpus every passage looks alike, so z-scores and gaps are smaller for every kind of
+  question than on a whole public corpus; without these rows a model learns the wide corpora's
+  scale and calls most of a small corpus's answered questions unanswerable.
+
+And, never trained on: the own and held-out sets on the shipped corpus (own, loo, and their
+no-answer questions as `unanswered`), with public questions as off-topic ones.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag import beir
+from rag.beir import Benchmark, index_in_memory, load_benchmark
+from rag.cli import open_retriever
+from rag.config import Settings
+from rag.encoders import PRIMARY, Encoder, load_encoders
+from rag.evaluate import load_questions, relevant_passages, squash
+from rag.index import embedding_units_by_role
+from rag.retrieve import Retriever
+from rag.tokenize import detect_language, tokenize
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+OWN = ROOT / "tests" / "data" / "questions.jsonl"
+HOLDOUT = ROOT / "bench" / "holdout" / "questions.jsonl"
+# corpus -> the sets whose questions it answers (the first names the corpus folder)
+CORPORA = {
+    "xquad": ["xquad_zh2zh_para", "xquad_en2zh_para"],
+    "xquadr": ["xquadr_en2zh_sent"],
+    "cmrc": ["cmrc2018_trial_para"],
+    "toyhom": ["toyhom_title_public"],
+}
+SAME_ARTICLES = {"xquad": {"xquad", "xquadr"}, "xquadr": {"xquad", "xquadr"}}
+NARROW_SIZES = (40, 80, 160)  # passages of a narrow corpus besides the relevant ones (the shipped corpus has 74)
+
+Row = dict[str, Any]
+
+
+class CachedEncoder:
+    """An encoder that embeds each passage text once: narrow corpora reuse the whole corpus's passages."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder, self.name, self.dim = encoder, encoder.name, encoder.dim
+        self.memo: dict[str, np.ndarray] = {}
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if missing:
+            self.memo.update(zip(missing, self.encoder.encode_passages(missing, progress=progress), strict=True))
+        return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
+
+    def __getattr__(self, name: str) -> Any:  # count_tokens and the like
+        return getattr(self.encoder, name)
+
+
+def searched(retriever: Retriever, question: str, vectors: dict[str, np.ndarray], relevant: set[int], kind: str) -> Row:
+    exclude = np.array(sorted(relevant), dtype=np.int64) if kind == "loo" else None
+    answer = retriever.answer(question, 5, vectors=vectors, exclude=exclude)
+    positions = {id(p): i for i, p in enumerate(retriever.index.passages)}
+    found = kind == "own" and any(positions[id(h.passage)] in relevant for h in answer.hits)
+    return {"kind": kind, "lang": detect_language(question), "label": int(found), "features": answer.confidence.features or {}}
+
+
+def collect_public(settings: Settings, per_set: int, off_per_set: int, narrow_per_set: int, seed: int) -> list[Row]:
+    """Every public row: own, loo and off searches on each whole corpus, then on narrow ones."""
+    encoders: dict[str, Encoder] = {role: CachedEncoder(e) for role, e in load_encoders(settings, progress=False).items()}
+    beir.tokenize = lru_cache(maxsize=None)(tokenize)  # type: ignore[assignment]  # narrow corpora re-read the same passages
+    benches = {name: load_benchmark(DATA / name) for names in CORPORA.values() for name in names}
+    rng = random.Random(seed)
+    sample = {name: rng.sample(sorted(b.queries), min(per_set, len(b.queries))) for name, b in benches.items()}
+    probe = Retriever(settings, encoders, index_in_memory(benches["cmrc2018_trial_para"].passages[:3], encoders, {}, progress=False))
+    vectors = {(name, qid): probe.query_vectors(benches[name].queries[qid]) for name, ids in sample.items() for qid in ids}
+    units = embedding_units_by_role(settings)
+    rows: list[Row] = []
+    for corpus, names in CORPORA.items():
+        started, before = time.perf_counter(), len(rows)
+        bench = benches[names[0]]
+        memory = index_in_memory(bench.passages, encoders, units, progress=False)
+        retriever = Retriever(settings, encoders, memory)
+        by_id = {p.doc_id: i for i, p in enumerate(bench.passages)}
+        offs = [
+            (n, q)
+            for other, others in CORPORA.items()
+            if other not in SAME_ARTICLES.get(corpus, {corpus})
+            for n in others
+            for q in sample[n][:off_per_set]
+        ]
+        for name in names:
+            b = benches[name]
+            for qid in sample[name]:
+                relevant = {by_id[c] for c in b.qrels[qid] if c in by_id}
+                for kind in ("own", "loo"):
+                    rows.append(
+                        searched(retriever, b.queries[qid], vectors[name, qid], relevant, kind)
+                        | {"corpus": corpus, "set": name, "qid": qid}
+                    )
+        for name, qid in offs:
+            row = searched(retriever, benches[name].queries[qid], vectors[name, qid], set(), "off")
+            rows.append(row | {"corpus": corpus, "set": name, "qid": qid})
+        whole = len(rows)
+        e5 = memory.embeddings[PRIMARY][np.searchsorted(memory.owners[PRIMARY], np.arange(len(bench.passages)))]
+        for name in names:
+            b = benches[name]
+            for qid in sample[name][:narrow_per_set]:
+                relevant = sorted({by_id[c] for c in b.qrels[qid] if c in by_id})
+                if not relevant:
+                    continue
+                near = np.argsort(-(e5 @ e5[relevant[0]]), kind="stable")[: rng.choice(NARROW_SIZES) + len(relevant)]
+                chosen = sorted(set(near.tolist()) | set(relevant))
+                small = Retriever(settings, encoders, index_in_memory([bench.passages[i] for i in chosen], encoders, units, progress=False))
+                inside = {chosen.index(i) for i in relevant}
+                meta = {"corpus": corpus, "set": name, "qid": qid, "narrow": len(chosen)}
+                for kind in ("own", "loo"):
+                    rows.append(searched(small, b.queries[qid], vectors[name, qid], inside, kind) | meta)
+                other, other_qid = rng.choice(offs)
+                rows.append(
+                    searched(small, benches[other].queries[other_qid], vectors[other, other_qid], set(), "off")
+                    | meta
+                    | {"set": other, "qid": other_qid}
+                )
+        print(
+            f"{corpus}: {whole - before} searches, {len(rows) - whole} on narrow corpora, {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def collect_project(settings: Settings, off_per_set: int, seed: int) -> list[Row]:
+    """The own and held-out sets on the shipped corpus, and public questions as off-topic ones."""
+    retriever = open_retriever(settings)
+    texts = [squash(p.text) for p in retriever.index.passages]
+    rows: list[Row] = []
+    for path in (OWN, HOLDOUT):
+        for q in load_questions(path):
+            vectors = retriever.query_vectors(q.question)
+            relevant = {int(i) for i in relevant_passages(q.answers, texts)}
+            kinds = ("own", "loo") if relevant else ("unanswered",)
+            for kind in kinds:
+                row = searched(retriever, q.question, vectors, relevant, "own" if kind == "unanswered" else kind)
+                rows.append(row | {"corpus": "project", "set": path.parent.name, "qid": q.id, "kind": kind, "answers": bool(q.answers)})
+    rng = random.Random(seed)
+    for name in ("cmrc2018_trial_para", "toyhom_title_public", "xquad_zh2zh_para", "xquad_en2zh_para"):
+        bench: Benchmark = load_benchmark(DATA / name)
+        for qid in rng.sample(sorted(bench.queries), off_per_set):
+            text = bench.queries[qid]
+            row = searched(retriever, text, retriever.query_vectors(text), set(), "off")
+            rows.append(row | {"corpus": "project", "set": name, "qid": qid, "answers": False})
+    return rows
+
+
+def load_or_collect(path: Path, make: Callable[[], list[Row]]) -> list[Row]:
+    """Rows cached at `path`, or collected and cached there."""
+    if path.exists():
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return rows
