@@ -44,6 +44,7 @@ from rag.tokenize import detect_language, tokenize
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 OWN = ROOT / "tests" / "data" / "questions.jsonl"
+OFF_TOPIC = ROOT / "tests" / "data" / "off_topic.jsonl"
 HOLDOUT = ROOT / "bench" / "holdout" / "questions.jsonl"
 # corpus -> the sets whose questions it answers (the first names the corpus folder)
 CORPORA = {
@@ -170,6 +171,16 @@ def collect_project(settings: Settings, off_per_set: int, seed: int) -> list[Row
             text = bench.queries[qid]
             row = searched(retriever, text, retriever.query_vectors(text), set(), "off")
             rows.append(row | {"corpus": "project", "set": name, "qid": qid, "answers": False})
+    return rows
+
+
+def collect_off_topic(settings: Settings) -> list[Row]:
+    """The project's off-topic questions of many kinds (greetings, emoji, one word, other subjects) on the shipped corpus."""
+    retriever = open_retriever(settings)
+    rows = []
+    for q in load_questions(OFF_TOPIC):
+        row = searched(retriever, q.question, retriever.query_vectors(q.question), set(), "off")
+        rows.append(row | {"corpus": "project", "set": "off_topic", "qid": q.id, "answers": False, "text": q.question})
     return rows
 
 

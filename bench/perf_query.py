@@ -86,7 +86,7 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
                 x = rerank.features_of(r, index, q, lang, rk, settings.weights(lang), fused, units, vectors, r.ranker.depth)
                 ranked = rerank.reorder(r.ranker, lang, fused, x)
             t6 = time.perf_counter()
-            confidence = r.confidence(index, lang, rk, settings.weights(lang), fused, units)
+            confidence = r.confidence(index, lang, rk, settings.weights(lang), fused, units, {PRIMARY: v1, SECOND: v2}, None, q, kw)
             t6a = time.perf_counter()
             hits = [
                 Hit(

@@ -84,7 +84,14 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
     @app.get("/health")
     def health() -> dict[str, Any]:
         index = app.state.retriever.index
-        return {"status": "ok", "passages": len(index.passages), "model": index.manifest["model"]["name"], "store": index.store.name}
+        confidence = app.state.retriever.model.version
+        return {
+            "status": "ok",
+            "passages": len(index.passages),
+            "model": index.manifest["model"]["name"],
+            "store": index.store.name,
+            "confidence": confidence,
+        }
 
     @app.post("/search", response_model=SearchResponse)
     def search_post(body: SearchRequest, request: Request) -> SearchResponse | JSONResponse:

@@ -3,15 +3,16 @@
 Features are read off what the search already computed (each signal's ranking, the fused ranking,
 the question's keyword units, the top passage's sentence cosines), and each is chosen so that it
 means the same on any corpus: cosines, standardised scores and gaps, ranks, shares. Raw BM25
-scores, passage counts and IDF sums grow with the corpus and are left out. A small logistic
-regression over them, trained by `bench/train_confidence.py` on the public sets only, turns them
-into a probability; the model is a JSON file of coefficients (read with numpy, no ML library at
-run time) that carries its version and feature list, so an index manifest can name the one it
-was checked with. docs/quality.md has the training data and the measurements.
+scores, passage counts and IDF sums grow with the corpus and are left out. Gradient-boosted trees
+(or, for an older file, a logistic regression) over them, trained by `bench/train_confidence.py` on
+the public sets only, turn them into a probability; the model is a JSON file (read with numpy by
+rag/trees.py, no ML library at run time) that carries its version and feature list, and the index
+manifest names the one it was built with. docs/quality.md has the training data and the measurements.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -96,9 +97,10 @@ def save_model(model: Model, path: Path) -> None:
             "intercept": round(model.intercept, 6),
         }
     data |= {"threshold": model.threshold, "thresholds": model.thresholds or {}, **model.meta}
-    if model.forest is not None:
-        data["forest"] = trees.to_json(model.forest)  # last: the long part
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    if model.forest is not None:  # last and compact: thousands of nodes
+        text = text[: text.rindex("}")].rstrip() + ',\n "forest": ' + json.dumps(trees.to_json(model.forest), separators=(",", ":")) + "\n}"
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 _READ = {"version", "kind", "features", "mean", "scale", "coef", "intercept", "threshold", "thresholds", "forest"}
@@ -115,6 +117,14 @@ def _parse(data: dict[str, Any]) -> Model:
         return Model(version, features, mean, ones, zeros, 0.0, threshold, meta, thresholds, forest)
     scale, coef = model_files.vectors(data, ("scale", "coef"), len(features))
     return Model(version, features, mean, np.where(scale > 0, scale, 1.0), coef, float(data["intercept"]), threshold, meta, thresholds)
+
+
+def describe(path: str = "") -> dict[str, Any]:
+    """What an index manifest and /health say of the confidence model at `path` ("" = the shipped one)."""
+    model = load_model(path)
+    where = Path(path) if path else DEFAULT_MODEL
+    digest = hashlib.sha256(where.read_bytes()).hexdigest()
+    return {"version": model.version, "file": str(where) if path else "shipped", "sha256": digest, "thresholds": model.thresholds or {}}
 
 
 @lru_cache(maxsize=4)

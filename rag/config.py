@@ -68,7 +68,8 @@ class Settings:
     # The `answerable` flag: true when the search's confidence (rag/confidence.py, the probability
     # that a returned passage answers, learned on the public sets by bench/train_confidence.py) is
     # at least this; 0 = always true; below 0 = the model file's own, per question language (for the
-    # shipped confidence-v1 zh 0.03, en 0.07: each keeps 97% of the training searches that found the answer true).
+    # shipped confidence-v2 zh 0.03, en 0.043: each keeps 98% of the public searches that found the answer
+    # true, scored by models that never saw their corpus).
     # The model is a JSON file; "" = the shipped rag/models/confidence.json.
     confidence_threshold: float = -1.0
     confidence_model: str = ""

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from rag import dense, keyword
+from rag import confidence, dense, keyword
 from rag import store as stores
 from rag.chunk import UNITS, Passage, chunk, embedding_units, keyword_text
 from rag.config import Settings
@@ -262,6 +262,7 @@ def _loader(encoders: Encoders) -> Callable[[], Mapping[str, Encoder]]:
 
 def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], progress: bool, full: bool, stage: Stage) -> BuildReport:
     started = time.perf_counter()
+    confidence_model = confidence.describe(settings.confidence_model)  # a bad RAG_CONFIDENCE_MODEL fails before any work
     stage("reading the corpus")
     identities = embedding_identities(settings)
     live, damaged = live_version_or_note(settings.index_dir)
@@ -336,6 +337,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             "dense_index": built["dense_index"],
             "hubness": hub_kinds,
             "keyword_index": "bm25s over jieba search-mode tokens",
+            "confidence": confidence_model,  # the model `answerable` was built to be read with (rag/confidence.py)
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},
             "skipped": {s.id: s.reason for s in skipped},
             "documents": len(docs),

@@ -10,6 +10,7 @@ measurements behind them).
 from __future__ import annotations
 
 import math
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -51,6 +52,7 @@ class Retriever:
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         _ = index.vocabulary  # computed once per index, before its first search
+        self.check_confidence_model(index)
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
 
@@ -66,6 +68,17 @@ class Retriever:
         """Atomic for readers: one attribute assignment, and a search keeps the index it started with."""
         _ = index.vocabulary
         self._index = index
+        self.check_confidence_model(index)
+
+    def check_confidence_model(self, index: Index) -> None:
+        """One warning line when the index was built for another confidence model than the one loaded."""
+        built_for = index.manifest.get("confidence", {}).get("version")
+        if built_for and built_for != self.model.version:
+            print(
+                f"warning: the index was built with confidence model {built_for}, this server reads {self.model.version};"
+                " `answerable` follows the loaded one (rebuild with `rag index --full`, or set RAG_CONFIDENCE_MODEL)",
+                file=sys.stderr,
+            )
 
     def keyword_tokens(self, question: str, index: Index) -> list[str]:
         """jieba tokens, plus Chinese translations of English words that the corpus contains."""

@@ -40,14 +40,14 @@ class Forest(NamedTuple):
 
 def to_json(forest: Forest) -> dict[str, Any]:
     return {
-        "baseline": round(forest.baseline, 8),
+        "baseline": float(forest.baseline),
         "roots": forest.roots.tolist(),
         "feature": forest.feature.tolist(),
-        "threshold": [round(float(v), 8) for v in forest.threshold],
+        "threshold": [float(v) for v in forest.threshold],  # exact: a rounded threshold can flip a split
         "missing_left": [int(v) for v in forest.missing_left],
         "left": forest.left.tolist(),
         "right": forest.right.tolist(),
-        "value": [round(float(v), 8) for v in forest.value],
+        "value": [float(f"{v:.6g}") for v in forest.value],
     }
 
 

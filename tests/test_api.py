@@ -31,7 +31,8 @@ def api(request: pytest.FixtureRequest) -> httpx.Client:
 def test_health(api: httpx.Client, retriever: Retriever) -> None:
     body = api.get("/health").json()
     passages = len(retriever.index.passages)
-    assert body == {"status": "ok", "passages": passages, "model": retriever.settings.model, "store": api.store}  # type: ignore[attr-defined]
+    store = api.store  # type: ignore[attr-defined]
+    assert body == {"status": "ok", "passages": passages, "model": retriever.settings.model, "store": store, "confidence": retriever.model.version}
 
 
 @pytest.mark.parametrize(

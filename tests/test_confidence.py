@@ -30,11 +30,12 @@ SAMPLE = ROOT / "tests" / "data" / "beir-sample"
 
 def test_the_shipped_model_names_its_version_and_features() -> None:
     data = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
-    assert data["version"].startswith("confidence-v") and data["kind"] == "logistic"
-    assert set(data["features"]) <= set(FEATURES)
-    assert len(data["coef"]) == len(data["mean"]) == len(data["scale"]) == len(data["features"])
-    assert 0 < data["threshold"] < 1
-    assert DEFAULT_MODEL.stat().st_size < 10_000  # coefficients, not a blob
+    assert data["version"].startswith("confidence-v") and data["kind"] == "trees"
+    assert set(data["features"]) <= set(FEATURES) and len(data["mean"]) == len(data["features"])
+    assert set(data["thresholds"]) == {"zh", "en"} and all(0 < t < 1 for t in data["thresholds"].values())
+    assert DEFAULT_MODEL.stat().st_size < 200_000  # a few thousand tree nodes, nothing opaque
+    model = load_model()
+    assert model.forest is not None and len(model.forest.roots) == data["boosting"]["max_iter"]
 
 
 def test_probability_is_in_0_1_and_missing_features_count_as_average(tmp_path: Path) -> None:
@@ -43,11 +44,52 @@ def test_probability_is_in_0_1_and_missing_features_count_as_average(tmp_path: P
     average = dict(zip(model.features, model.mean.tolist(), strict=True))
     assert model.probability({}) == pytest.approx(model.probability(average))
     assert model.probability({f: math.nan for f in model.features}) == pytest.approx(model.probability({}))
-    extreme = {f: 1e9 * c for f, c in zip(model.features, model.coef.tolist(), strict=True)}
-    assert model.probability(extreme) == pytest.approx(1.0)
     path = tmp_path / "m.json"
     save_model(model, path)
-    assert load_model(str(path)).coef.tolist() == pytest.approx(model.coef.tolist())
+    again = load_model(str(path))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = dict(zip(model.features, (model.mean * rng.uniform(0, 2, len(model.features))).tolist(), strict=True))
+        assert again.probability(values) == pytest.approx(model.probability(values), abs=1e-6)
+
+
+def test_the_exported_trees_give_scikit_learns_probabilities() -> None:
+    """bench/train_confidence.py's export, evaluated by rag/trees.py, against the library that fitted it."""
+    sklearn = pytest.importorskip("sklearn.ensemble")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train_confidence import export
+
+    from rag.confidence import Model
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 4))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(scale=0.5, size=600) > 0).astype(int)
+    clf = sklearn.HistGradientBoostingClassifier(max_iter=30, max_depth=3, random_state=0).fit(x, y)
+    names = ("en", "known", "coverage", "sentence")
+    model = Model("t", names, x.mean(axis=0), np.ones(4), np.zeros(4), 0.0, 0.5, {}, forest=export(clf))
+    test = rng.normal(size=(200, 4))
+    ours = [model.probability(dict(zip(names, row.tolist(), strict=True))) for row in test]
+    assert ours == pytest.approx(clf.predict_proba(test)[:, 1].tolist(), abs=1e-9)
+
+
+def test_an_index_built_for_another_confidence_model_says_so(retriever: Retriever, capsys: pytest.CaptureFixture[str]) -> None:
+    assert retriever.index.manifest["confidence"]["version"] == retriever.model.version
+    capsys.readouterr()
+    retriever.check_confidence_model(retriever.index)
+    assert capsys.readouterr().err == ""
+    old = replace(retriever.index, manifest=retriever.index.manifest | {"confidence": {"version": "confidence-v0"}})
+    retriever.check_confidence_model(old)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "confidence-v0" in err and retriever.model.version in err and "rag index --full" in err
+
+
+def test_a_malformed_forest_is_a_clear_error(tmp_path: Path) -> None:
+    data = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    for damage in ({"left": [-5] * len(data["forest"]["left"])}, {"feature": [99] * len(data["forest"]["feature"])}, {"value": [1.0]}):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(data | {"forest": data["forest"] | damage}), encoding="utf-8")
+        with pytest.raises(RagError, match="RAG_CONFIDENCE_MODEL"):
+            load_model(str(bad))
 
 
 def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rag import dense
+from rag.confidence import load_model
 from rag.config import Settings
 from rag.encoders import Encoder
 from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
@@ -25,6 +26,7 @@ def test_manifest_says_how_the_index_was_built(retriever: Retriever, settings: S
     assert manifest["encoders"] == {"primary": {"name": settings.model, "dim": 384}, "second": {"name": "use-multilingual", "dim": 512}}
     assert set(manifest["corpus"]["files"]) == {"foreigner-e-voucher.txt", "family-e-medical-card.txt"}
     assert all(len(h) == 64 for h in manifest["corpus"]["files"].values())
+    assert manifest["confidence"]["version"] == load_model().version and len(manifest["confidence"]["sha256"]) == 64
     assert manifest["passages"] == len(retriever.index.passages) == retriever.index.store.rows("primary")
     assert {"faiss-cpu", "jieba", "sentence-transformers", "python"} <= set(manifest["versions"])
 
