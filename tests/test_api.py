@@ -32,7 +32,13 @@ def test_health(api: httpx.Client, retriever: Retriever) -> None:
     body = api.get("/health").json()
     passages = len(retriever.index.passages)
     store = api.store  # type: ignore[attr-defined]
-    assert body == {"status": "ok", "passages": passages, "model": retriever.settings.model, "store": store, "confidence": retriever.model.version}
+    assert body == {
+        "status": "ok",
+        "passages": passages,
+        "model": retriever.settings.model,
+        "store": store,
+        "confidence": retriever.model.version,
+    }
 
 
 @pytest.mark.parametrize(
