@@ -20,6 +20,10 @@ pinyin ("Shenyang", "hukou", "yibao", "Bian Que"), and CC-CEDICT glosses a place
 subprovincial city and capital of ...", which is no lookup key. Each entry of two or more
 characters is also keyed by its toneless pinyin ("shenyang"; names also spaced, "bian que"),
 consulted only for a word whose English translations the corpus lacks.
+
+A hyphenated "e-" word is read as "electronic" and the rest ("e-card" -> electronic, card), unless
+the dictionary has the hyphenated word: the corpus writes 电子医保卡, and "card" alone never says
+电子. English MRR@10 on the own set 0.799 -> 0.809 (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -259,8 +263,8 @@ def translate_english(
     can score are returned, chosen among all candidates rather than cut to `per_word` beforehand.
     With `similarity`, each word's candidates are re-ordered by it first (`rank_by_similarity`).
     """
-    words = [w.strip("'-") for w in _WORD.findall(question.lower())]
     table, readings = reverse_cedict(), pinyin_readings()
+    words = _split_prefixes([w.strip("'-") for w in _WORD.findall(question.lower())], table)
     units: list[list[str]] = []
     i = 0
     while i < len(words):
@@ -292,6 +296,22 @@ def translate_english(
             if similarity is not None:
                 cands = rank_by_similarity(english, cands, similarity)
             out.append(Translation(english, cands[:per_word]))
+    return out
+
+
+# Short English prefixes written with a hyphen that stand for a whole word: "e-card" is an electronic card.
+_PREFIXES = {"e": "electronic"}
+
+
+def _split_prefixes(words: list[str], table: dict[str, list[tuple[str, float]]]) -> list[str]:
+    """ "e-voucher" -> "electronic", "voucher", unless the dictionary knows the hyphenated word itself."""
+    out = []
+    for word in words:
+        head, _, rest = word.partition("-")
+        if head in _PREFIXES and rest and word not in table:
+            out += [_PREFIXES[head], rest]
+        else:
+            out.append(word)
     return out
 
 

@@ -17,6 +17,13 @@ def test_dictionary_finds_app_names_and_phrases() -> None:
     assert expand_english("what is it") == []  # question words carry nothing to translate
 
 
+def test_an_e_prefix_reads_as_electronic() -> None:
+    # "e-card": 电子 (electronic) as well as the card; the dictionary has no entry for the hyphenated word.
+    assert "电子" in expand_english("Does the e-card work in another province?")
+    assert "电子" in expand_english("activate the e-voucher") and "凭证" in expand_english("activate the e-voucher")
+    assert "电子" not in expand_english("does the card work")
+
+
 def test_a_phrase_the_corpus_lacks_is_translated_word_by_word(retriever: Retriever) -> None:
     vocabulary = retriever.index.vocabulary
     assert "健康保险" in expand_english("Can I use my health insurance card")  # the phrase's own entry
