@@ -15,16 +15,14 @@
   scale and calls most of a small corpus's answered questions unanswerable.
 
 And, never trained on: the own and held-out sets on the shipped corpus (own, loo, and their
-no-answer questions as `unanswered`), with public questions as off-topic ones.
+no-answer questions as `unanswered`), with public questions and tests/data/off_topic.jsonl as off-topic ones.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -181,14 +179,4 @@ def collect_off_topic(settings: Settings) -> list[Row]:
     for q in load_questions(OFF_TOPIC):
         row = searched(retriever, q.question, retriever.query_vectors(q.question), set(), "off")
         rows.append(row | {"corpus": "project", "set": "off_topic", "qid": q.id, "answers": False, "text": q.question})
-    return rows
-
-
-def load_or_collect(path: Path, make: Callable[[], list[Row]]) -> list[Row]:
-    """Rows cached at `path`, or collected and cached there."""
-    if path.exists():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    rows = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return rows

@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from confidence_rows import CORPORA, Row, collect_off_topic, collect_project, collect_public, load_or_collect  # noqa: E402
+from confidence_rows import CORPORA, Row, collect_off_topic, collect_project, collect_public  # noqa: E402
 from doc_blocks import update_doc  # noqa: E402  (bench/ is on the path of a script run from it)
+from row_cache import load_or_collect  # noqa: E402
 
 from rag.confidence import DEFAULT_MODEL, FEATURES, Model, save_model  # noqa: E402
 from rag.config import Settings  # noqa: E402

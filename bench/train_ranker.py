@@ -18,7 +18,6 @@ held-out set (bench/holdout/) are only measured, never fitted or tuned on. Rows 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -33,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 from doc_blocks import update_doc  # noqa: E402  (bench/ is on the path of a script run from it)
+from row_cache import load_or_collect  # noqa: E402
 
 from rag.beir import index_in_memory, load_benchmark  # noqa: E402
 from rag.cli import open_retriever  # noqa: E402
@@ -104,15 +104,6 @@ def collect_project(settings: Settings) -> list[Row]:
             if relevant:
                 row = candidates(retriever, q.question, relevant)
                 rows.append(row | {"corpus": "project", "set": path.parent.name, "qid": q.id, "qlang": q.lang})
-    return rows
-
-
-def load_or_collect(path: Path, make: Any) -> list[Row]:
-    if path.exists():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    rows = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return rows
 
 
