@@ -144,22 +144,22 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     progress = not args.quiet
     stage = (lambda text: print(f"rag index: {text}", file=sys.stderr, flush=True)) if progress else None
     with contextlib.ExitStack() as stack:
-        resources = None
-        if args.ray is not None:
-            from rag.encoders.ray_pool import ray_session
+        if args.ray:  # a wrong address fails in one line before any work; the cluster is joined only to embed
+            from rag.encoders.ray_pool import check_reachable
+
+            check_reachable(args.ray)
+
+        def encoders() -> Mapping[str, Encoder]:
+            """Loaded only when some passage needs embedding; with --ray, wrapped to embed on the cluster
+            (so an up-to-date index neither starts nor joins one)."""
+            local = load_encoders(settings, progress)
+            if args.ray is None:
+                return local
+            from rag.encoders.ray_pool import ray_encoders, ray_session
 
             if stage:
                 stage(f"connecting to the Ray cluster at {args.ray}" if args.ray else "starting a local Ray cluster")
-            resources = stack.enter_context(ray_session(args.ray or None))
-
-        def encoders() -> Mapping[str, Encoder]:
-            """Loaded only when some passage needs embedding; with --ray, wrapped to embed on the cluster."""
-            local = load_encoders(settings, progress)
-            if resources is None:
-                return local
-            from rag.encoders.ray_pool import ray_encoders
-
-            return ray_encoders(settings, local, resources)
+            return ray_encoders(settings, local, stack.enter_context(ray_session(args.ray or None)))
 
         report = build_index(settings, encoders, progress, full=args.full, wait=not args.no_wait, stage=stage)
     skipped = f", skipped {len(report.skipped)} unreadable" if report.skipped else ""

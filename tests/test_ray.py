@@ -110,3 +110,16 @@ def test_an_unreachable_address_is_one_line(address: str, tmp_path: Path, capsys
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("rag: error:"), err
     assert target in err and ("ray start --head" in err if address == "closed" else "host:port" in err), err
     assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())  # nothing built
+
+
+def test_an_up_to_date_index_starts_no_cluster(
+    settings: Settings, encoders: dict[str, Encoder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rag index --ray` with nothing to embed neither starts nor joins Ray (seconds, not a cluster start)."""
+    corpus, index_dir = write_corpus(tmp_path / "corpus"), tmp_path / "index"
+    build_index(replace(settings, corpus_dir=corpus, index_dir=index_dir), encoders, progress=False)
+    capsys.readouterr()
+    rc = cli.main(["index", "--ray", "--corpus", str(corpus), "--index", str(index_dir)])
+    out = capsys.readouterr()
+    assert rc == 0 and "embedded 0 passages" in out.out, out
+    assert "Ray" not in out.err, out.err
