@@ -45,35 +45,44 @@ def disagreement(rankings: Sequence[Ranking], top: int, depth: int) -> float:
     return total
 
 
-def coverage(index: bm25s.BM25, units: Sequence[Sequence[str]], top: Sequence[int]) -> float:
-    """IDF-weighted share of `units` that passages `top` contain, by the keyword index.
+class Unit(NamedTuple):
+    """One keyword unit of a question, looked up once per search for every share computed from it."""
 
-    A unit is a list of alternatives (an English word and its translations; a Chinese token alone).
-    It weighs its rarest alternative's IDF, so a unit the corpus lacks weighs the most, and it is
-    found when one alternative is in one of the passages.
-    """
+    tokens: Sequence[str]  # its alternatives: an English word and its translations, or one Chinese token
+    postings: list[np.ndarray]  # the passages each alternative occurs in
+    weight: float  # its rarest alternative's IDF, so a unit the corpus lacks weighs the most
+
+
+def weigh(index: bm25s.BM25, units: Sequence[Sequence[str]]) -> list[Unit]:
+    """The question's keyword units with their postings and weights, by the keyword index."""
     passages = int(index.scores["num_docs"])
-    total = found = 0.0
+    out = []
     for unit in units:
         lists = [keyword.postings(index, token) for token in unit]
-        weight = max((_idf(ids.size, passages) for ids in lists), default=0.0)
-        total += weight
-        if any(np.isin(ids, top).any() for ids in lists):
-            found += weight
+        out.append(Unit(unit, lists, max((_idf(ids.size, passages) for ids in lists), default=0.0)))
+    return out
+
+
+def coverage(units: Sequence[Unit], top: Sequence[int]) -> float:
+    """IDF-weighted share of `units` that passages `top` contain: a unit is found when one of its
+    alternatives is in one of the passages."""
+    total = found = 0.0
+    for unit in units:
+        total += unit.weight
+        if any(np.isin(ids, top).any() for ids in unit.postings):
+            found += unit.weight
     return found / total if total else 1.0  # a question of stopwords: no evidence either way
 
 
-def text_coverage(index: bm25s.BM25, units: Sequence[Sequence[str]], tokens: Sequence[str]) -> float:
+def text_coverage(units: Sequence[Unit], tokens: Sequence[str]) -> float:
     """IDF-weighted share of `units` with an alternative among `tokens` (a sentence's keyword tokens),
     weighed as in `coverage`; 1 for a question of stopwords."""
-    passages = int(index.scores["num_docs"])
     present = set(tokens)
     total = found = 0.0
     for unit in units:
-        weight = max((_idf(keyword.postings(index, token).size, passages) for token in unit), default=0.0)
-        total += weight
-        if any(token in present for token in unit):
-            found += weight
+        total += unit.weight
+        if any(token in present for token in unit.tokens):
+            found += unit.weight
     return found / total if total else 1.0
 
 

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag import keyword, model_files, trees
+from rag import model_files, trees
+from rag.answerable import Unit
 from rag.fusion import Ranking
 from rag.trees import Forest
 
@@ -137,14 +138,13 @@ def load_model(path: str = "") -> Model:
 Passages = tuple[float, float, str]  # see search_features
 
 
-def known_share(index: Any, units: Sequence[Sequence[str]], exclude: np.ndarray | None = None) -> float:
+def known_share(units: Sequence[Unit], exclude: np.ndarray | None = None) -> float:
     """Share of keyword units with an alternative in some passage (outside `exclude`); 1 for no units."""
     if not units:
         return 1.0
     found = 0
     for unit in units:
-        for token in unit:
-            ids = keyword.postings(index, token)
+        for ids in unit.postings:
             if exclude is not None and ids.size:
                 ids = ids[~np.isin(ids, exclude)]
             if ids.size:

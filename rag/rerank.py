@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag import keyword, model_files
+from rag import answerable, model_files
 from rag.fusion import Ranking
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "ranker.json"
@@ -101,10 +101,6 @@ def load_model(path: str = "") -> LinearRanker:
     return model_files.read_model(where, "RAG_RANKER_MODEL", "ranker", ("linear-pairwise",), _parse)
 
 
-def _idf(df: int, passages: int) -> float:
-    return math.log((passages + 1) / (df + 0.5))
-
-
 def _signal_columns(ranking: Ranking | None, candidates: np.ndarray, cosine: bool, depth: int) -> list[np.ndarray]:
     """z, found, ln rank and distance below the signal's best, for each candidate; NaN when the signal took no part."""
     n = candidates.size
@@ -154,15 +150,12 @@ def candidate_features(
     columns.append((fs[:n] - fs.mean()) / (fs.std() + 1e-9))
     columns.append(fs[0] - fs[:n])
     columns.append(np.log(np.arange(1, n + 1, dtype=np.float64)))
-    passages = int(keyword_index.scores["num_docs"])
     total = np.zeros(n)
     weight_sum = 0.0
-    for unit in units:
-        lists = [keyword.postings(keyword_index, token) for token in unit]
-        weight = max((_idf(ids.size, passages) for ids in lists), default=0.0)
-        weight_sum += weight
-        if lists:
-            total += weight * np.isin(candidates, np.concatenate(lists))
+    for unit in answerable.weigh(keyword_index, units):
+        weight_sum += unit.weight
+        if unit.postings:
+            total += unit.weight * np.isin(candidates, np.concatenate(unit.postings))
     cover = total / weight_sum if weight_sum else np.ones(n)
     columns += [cover, cover.max() - cover]
     han = {c for c in question if "\u4e00" <= c <= "\u9fff"}

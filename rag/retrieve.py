@@ -198,14 +198,15 @@ class Retriever:
         taking_part = [bool(w) and (role is None or role in self.encoders) for w, role in zip(weights, roles, strict=True)]
         active = [r for r, on in zip(rankings, taking_part, strict=True) if on]
         spread = answerable.disagreement(active, top, depth)
-        share = answerable.coverage(index.keyword, units, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
+        weighed = answerable.weigh(index.keyword, units)  # every share below reads these postings
+        share = answerable.coverage(weighed, fused.ids[: answerable.COVERAGE_DEPTH].tolist())
         sentences = self.sentence_similarities(index, top, vectors) if vectors is not None else None
         passage = index.passages[top]
         span = best_sentence(passage, keywords or [], sentences)
         highlighted = passage.text[span.start - passage.start : span.end - passage.start]
         top_passage = (
-            answerable.coverage(index.keyword, units, [top]),
-            answerable.text_coverage(index.keyword, units, tokenize(highlighted)),
+            answerable.coverage(weighed, [top]),
+            answerable.text_coverage(weighed, tokenize(highlighted)),
             highlighted,
         )
         features = confidence.search_features(
@@ -215,7 +216,7 @@ class Retriever:
             units,
             spread,
             share,
-            confidence.known_share(index.keyword, units, exclude),
+            confidence.known_share(weighed, exclude),
             sentences,
             depth,
             top_passage,

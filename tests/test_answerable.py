@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag import keyword
-from rag.answerable import coverage, disagreement, is_answerable
+from rag.answerable import coverage, disagreement, is_answerable, weigh
 from rag.config import Settings
 from rag.errors import RagError
 from rag.fusion import Ranking
@@ -29,13 +29,13 @@ def test_disagreement_is_zero_when_every_signal_puts_the_top_passage_first() -> 
 
 def test_coverage_weighs_rare_and_missing_words_most() -> None:
     index = keyword.build([["医保", "激活"], ["医保", "支付宝"], ["医保", "护照"]])
-    assert coverage(index, [["医保"], ["支付宝"]], top=[1]) == 1.0
-    only_common = coverage(index, [["医保"], ["支付宝"]], top=[0])
+    assert coverage(weigh(index, [["医保"], ["支付宝"]]), top=[1]) == 1.0
+    only_common = coverage(weigh(index, [["医保"], ["支付宝"]]), top=[0])
     assert 0 < only_common < 0.5  # 医保 is in every passage, so it weighs little
     # A word the corpus lacks weighs more than any word it has; an English word is found through a translation.
-    assert coverage(index, [["支付宝"], ["红烧肉"]], top=[1]) < 0.5
-    assert coverage(index, [["alipay", "支付宝"]], top=[1]) == 1.0
-    assert coverage(index, [], top=[0]) == 1.0  # nothing to look for is no evidence
+    assert coverage(weigh(index, [["支付宝"], ["红烧肉"]]), top=[1]) < 0.5
+    assert coverage(weigh(index, [["alipay", "支付宝"]]), top=[1]) == 1.0
+    assert coverage(weigh(index, []), top=[0]) == 1.0  # nothing to look for is no evidence
 
 
 def test_the_flag_needs_both_signals_to_say_no() -> None:
