@@ -135,7 +135,7 @@ def load_model(path: str = "") -> Model:
     return model_files.read_model(where, "RAG_CONFIDENCE_MODEL", "confidence", ("logistic", "trees"), _parse)
 
 
-Passages = tuple[float, float, str]  # see search_features
+TopPassage = tuple[float, float, str]  # its keyword coverage, its highlighted sentence's, and that sentence (search_features)
 
 
 def known_share(units: Sequence[Unit], exclude: np.ndarray | None = None) -> float:
@@ -186,7 +186,7 @@ def search_features(
     known: float,
     sentences: np.ndarray | None,
     depth: int,
-    passage: Passages = (0.0, 0.0, ""),
+    passage: TopPassage = (0.0, 0.0, ""),
     question: str = "",
 ) -> dict[str, float]:
     """Every feature of FEATURES for one search whose fused ranking is not empty; None rankings took no part.
