@@ -191,18 +191,16 @@ def report(
     }
     for model, cut, name in ((shipped, t, VERSION), (*logistic, "logistic (v1's model), same rows")):
         for label, rows in sets.items():
-            public_off = [r for r in rows if r["kind"] == "off" and r["set"] != "off_topic"]
-            kinds = [r for r in rows if r["set"] == "off_topic"]
-            r = rates(predict(model, rows), rows, cut)
+            p = predict(model, rows)  # once; the many-kinds rows are reported apart from the public off-topic ones
+            kinds = [i for i, row in enumerate(rows) if row["set"] == "off_topic"]
+            r = rates(p, rows, cut)
             if kinds:
-                r["off"] = rates(predict(model, public_off), public_off, cut)["off"]
+                rest = [i for i, row in enumerate(rows) if row["set"] != "off_topic"]
+                r["off"] = rates(p[rest], [rows[i] for i in rest], cut)["off"]
             lines.append(line(f"{label}, shipped corpus, {name}", r))
             if kinds:
-                lines.append(
-                    line(
-                        f"off-topic questions of many kinds (tests/data/off_topic.jsonl), {name}", rates(predict(model, kinds), kinds, cut)
-                    )
-                )
+                many = rates(p[kinds], [rows[i] for i in kinds], cut)
+                lines.append(line(f"off-topic questions of many kinds (tests/data/off_topic.jsonl), {name}", many))
     return "\n".join(lines)
 
 
