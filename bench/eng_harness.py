@@ -33,7 +33,7 @@ from rag.evaluate import evaluate_benchmark, load_questions, mrr_at, relevant_pa
 from rag.index import embedding_units_by_role, load_index  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
-DATA = ROOT.parent.parent / "shared" / "data"
+DATA = ROOT.parent / "shared" / "data"
 PUBLIC = ("xquad_en2zh_para", "xquadr_en2zh_sent", "xquad_zh2zh_para", "cmrc2018_trial_para", "toyhom_title_public")
 
 
@@ -42,7 +42,8 @@ class Memo:
 
     def __init__(self, inner: Encoder, role: str, cache: Path):
         self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self.path = cache / f"{role}-{hashlib.sha1(inner.name.encode()).hexdigest()[:8]}.pkl"
+        key = inner.name + getattr(inner, "adapter", "")  # English query vectors differ with the query adapter on
+        self.path = cache / f"{role}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.pkl"
         self.vectors: dict[tuple[str, str], np.ndarray] = pickle.loads(self.path.read_bytes()) if self.path.exists() else {}
         self.dirty = False
         for attr in ("count_tokens",):

@@ -10,6 +10,7 @@ to ~1e-7 (tests/test_encoders.py). Only plain BERT + mean pooling + normalisatio
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import struct
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from rag.encoders.adapter import Adapter, apply
+from rag.errors import RagError
 
 _POOLING = "sentence_transformers.models.Pooling"
 _PLAIN_MODULES = ["sentence_transformers.models.Transformer", _POOLING, "sentence_transformers.models.Normalize"]
@@ -93,6 +97,11 @@ class Layer(NamedTuple):
     norm2_b: np.ndarray
 
 
+# A layer's weight name (model.safetensors, without "encoder.layer.N.") -> the Layer field it feeds.
+_FIELD_OF = {f"attention.self.{n}.weight": "qkv" for n in ("query", "key", "value")}
+_FIELD_OF |= {"attention.output.dense.weight": "out", "intermediate.dense.weight": "up", "output.dense.weight": "down"}
+
+
 class NumpyBert:
     """Mean-pooled, L2-normalised BERT sentence vectors, computed in numpy."""
 
@@ -108,9 +117,27 @@ class NumpyBert:
         self.embeddings = (w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"])
         self.token_type = np.array(w["embeddings.token_type_embeddings.weight"][0])
         self.embedding_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._weights = w
         self.layers = [self._layer(w, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
         self.tokenizer: Any = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(min(max_length, int(config["max_position_embeddings"])))
+
+    def adapted(self, adapter: Adapter) -> NumpyBert:
+        """The same model with `adapter`'s updates merged into its layers (rag/encoders/adapter.py).
+
+        Embeddings, tokenizer and every matrix the adapter leaves alone are shared with this model."""
+        other = copy.copy(self)
+        w = apply(self._weights, adapter)
+        layer_names = {f"encoder.layer.{i}.{name}" for i in range(len(self.layers)) for name in _FIELD_OF}
+        if unknown := sorted(set(adapter.deltas) - layer_names):
+            raise RagError(f"RAG_QUERY_ADAPTER: adapter {adapter.version} updates {unknown[0]}, which only linear layer weights may be")
+        other.layers = []
+        for i, layer in enumerate(self.layers):
+            pre = f"encoder.layer.{i}."
+            fields = {_FIELD_OF.get(name.removeprefix(pre), "") for name in adapter.deltas if name.startswith(pre)} - {""}
+            fresh = self._layer(w, pre) if fields else layer
+            other.layers.append(layer._replace(**{f: getattr(fresh, f) for f in fields}))
+        return other
 
     @staticmethod
     def _layer(w: dict[str, np.ndarray], pre: str) -> Layer:

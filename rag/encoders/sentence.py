@@ -10,11 +10,13 @@ import numpy as np
 
 from rag.config import DEFAULT_MODEL, Settings
 from rag.errors import RagError
+from rag.tokenize import detect_language
 
 QUERY_ENGINES = ("auto", "sentence-transformers")
 #: How passages are embedded: the int8 ONNX copy (default, several times faster at equal retrieval
 #: quality, docs/performance.md "Embedding speed") or the folder as it is, in fp32.
 PASSAGE_ENGINES = ("onnx-int8", "sentence-transformers")
+_OFF = "Set RAG_QUERY_ADAPTER= (empty) to turn the English query adapter off"
 
 
 class SentenceEncoder:
@@ -39,6 +41,7 @@ class SentenceEncoder:
         passage_engine: str = "onnx-int8",
         threads: int = 0,
         cache_dir: Path | None = None,
+        query_adapter: Path | None = None,
     ):
         if query_engine not in QUERY_ENGINES:
             raise RagError(f"unknown RAG_QUERY_ENGINE {query_engine!r}; use one of {', '.join(QUERY_ENGINES)}")
@@ -71,6 +74,26 @@ class SentenceEncoder:
         else:
             dim = self.model.get_embedding_dimension()
             self.dim = int(dim) if dim is not None else 0
+        # English questions through the adapted weights (rag/encoders/adapter.py), whatever the query engine.
+        self._english: Any = None
+        self.adapter = ""
+        if query_adapter is not None:
+            self._english, self.adapter = self._adapted(Path(path), query_adapter)
+
+    def _adapted(self, folder: Path, file: Path) -> tuple[Any, str]:
+        """A numpy copy of the model with the adapter merged in, and the adapter's version."""
+        from rag.encoders import adapter, bert_numpy
+
+        if not bert_numpy.supports(folder):
+            raise RagError(f"RAG_QUERY_ADAPTER needs a plain BERT mean-pooling model such as the bundled e5; {self.name!r} is not. {_OFF}")
+        loaded = adapter.load(file)
+        base = adapter.source_of(folder)
+        if loaded.base != base:
+            raise RagError(
+                f"RAG_QUERY_ADAPTER: {file} was trained on model {loaded.base[:12] or '?'}, this one is {base[:12] or 'unknown'}. {_OFF}"
+            )
+        numpy = self._numpy if self._numpy is not None else bert_numpy.NumpyBert(folder)
+        return numpy.adapted(loaded), loaded.version
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: bool = True) -> SentenceEncoder:
@@ -82,7 +105,7 @@ class SentenceEncoder:
             path = str(Path(settings.model).expanduser()) if Path(settings.model).expanduser().exists() else settings.model
         return cls(
             settings.model, path, settings.query_prompt, settings.passage_prompt, settings.batch_size, settings.query_engine,
-            settings.passage_engine, settings.embed_threads, settings.cache_dir,
+            settings.passage_engine, settings.embed_threads, settings.cache_dir, settings.query_adapter_file(),
         )  # fmt: skip
 
     @property
@@ -116,6 +139,22 @@ class SentenceEncoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Queries; with an adapter, English ones through the adapted weights and the rest as below."""
+        if self._english is None:
+            return self._plain_queries(texts)
+        english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
+        if not english.any():
+            return self._plain_queries(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rows = np.flatnonzero(english)
+        for start in range(0, rows.size, self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            out[chunk] = self._english.encode([self.query_prompt + texts[i] for i in chunk])
+        if not english.all():
+            out[~english] = self._plain_queries([t for t, e in zip(texts, english, strict=True) if not e])
+        return out
+
+    def _plain_queries(self, texts: list[str]) -> np.ndarray:
         """Queries (few, short): numpy when the folder allows it, else straight through the model's
         modules (`SentenceTransformer.encode` adds ~2.5 ms of bookkeeping per call)."""
         prompted = [self.query_prompt + t for t in texts]
