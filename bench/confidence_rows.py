@@ -23,11 +23,15 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from train_adapter import SETS as ADAPTER_TRAINED_ON
+from train_adapter import article
 
 from rag import beir
 from rag.beir import Benchmark, index_in_memory, load_benchmark
@@ -53,6 +57,7 @@ CORPORA = {
 }
 SAME_ARTICLES = {"xquad": {"xquad", "xquadr"}, "xquadr": {"xquad", "xquadr"}}
 NARROW_SIZES = (40, 80, 160)  # passages of a narrow corpus besides the relevant ones (the shipped corpus has 74)
+ADAPTER_SETS = frozenset(ADAPTER_TRAINED_ON)  # English sets the query adapter learnt from (bench/train_adapter.py)
 
 Row = dict[str, Any]
 
@@ -85,7 +90,40 @@ def searched(retriever: Retriever, question: str, vectors: dict[str, np.ndarray]
     return {"kind": kind, "lang": detect_language(question), "label": int(found), "features": answer.confidence.features or {}}
 
 
-def collect_public(settings: Settings, per_set: int, off_per_set: int, narrow_per_set: int, seed: int) -> list[Row]:
+Unseen = Callable[[Benchmark, str], np.ndarray]  # (benchmark, question id) -> e5 vector
+
+
+def unseen_vectors(settings: Settings, folds: Path | None) -> Unseen | None:
+    """With the English query adapter on: e5 vectors of an xquad English question from the adapter fitted on
+    the *other* half of xquad's articles (bench/train_adapter.py --report writes fold0.npz and fold1.npz to
+    `folds`), so no training row is searched with an adapter that learnt its question."""
+    if settings.query_adapter_file() is None:
+        return None
+    if folds is None or not all((folds / f"fold{p}.npz").is_file() for p in (0, 1)):
+        raise SystemExit("the English query adapter is on: --adapter-folds DIR needs fold0.npz and fold1.npz (train_adapter.py --report)")
+    from rag.encoders.sentence import SentenceEncoder
+
+    encoders = {}
+    for p in (0, 1):
+        encoders[p] = SentenceEncoder.from_settings(replace(settings, query_adapter=str(folds / f"fold{p}.npz")), progress=False)
+
+    def vector(bench: Benchmark, qid: str) -> np.ndarray:
+        parity = min(article(c) for c in bench.qrels[qid]) % 2
+        return encoders[1 - parity].encode_queries([bench.queries[qid]])[0]
+
+    return vector
+
+
+def with_unseen(vectors: dict[str, np.ndarray], bench: Benchmark, qid: str, unseen: Unseen | None) -> dict[str, np.ndarray]:
+    """`vectors` with e5's replaced by the unseen adapter's, for a question the shipped adapter was trained on."""
+    if unseen is None or bench.name not in ADAPTER_SETS:
+        return vectors
+    return vectors | {PRIMARY: unseen(bench, qid)}
+
+
+def collect_public(
+    settings: Settings, per_set: int, off_per_set: int, narrow_per_set: int, seed: int, folds: Path | None = None
+) -> list[Row]:
     """Every public row: own, loo and off searches on each whole corpus, then on narrow ones."""
     encoders: dict[str, Encoder] = {role: CachedEncoder(e) for role, e in load_encoders(settings, progress=False).items()}
     beir.tokenize = lru_cache(maxsize=None)(tokenize)  # type: ignore[assignment]  # narrow corpora re-read the same passages
@@ -93,7 +131,12 @@ def collect_public(settings: Settings, per_set: int, off_per_set: int, narrow_pe
     rng = random.Random(seed)
     sample = {name: rng.sample(sorted(b.queries), min(per_set, len(b.queries))) for name, b in benches.items()}
     probe = Retriever(settings, encoders, index_in_memory(benches["cmrc2018_trial_para"].passages[:3], encoders, {}, progress=False))
-    vectors = {(name, qid): probe.query_vectors(benches[name].queries[qid]) for name, ids in sample.items() for qid in ids}
+    unseen = unseen_vectors(settings, folds)
+    vectors = {
+        (name, qid): with_unseen(probe.query_vectors(benches[name].queries[qid]), benches[name], qid, unseen)
+        for name, ids in sample.items()
+        for qid in ids
+    }
     units = embedding_units_by_role(settings)
     rows: list[Row] = []
     for corpus, names in CORPORA.items():
@@ -149,9 +192,10 @@ def collect_public(settings: Settings, per_set: int, off_per_set: int, narrow_pe
     return rows
 
 
-def collect_project(settings: Settings, off_per_set: int, seed: int) -> list[Row]:
+def collect_project(settings: Settings, off_per_set: int, seed: int, folds: Path | None = None) -> list[Row]:
     """The own and held-out sets on the shipped corpus, and public questions as off-topic ones."""
     retriever = open_retriever(settings)
+    unseen = unseen_vectors(settings, folds)
     texts = [squash(p.text) for p in retriever.index.passages]
     rows: list[Row] = []
     for path in (OWN, HOLDOUT):
@@ -167,7 +211,7 @@ def collect_project(settings: Settings, off_per_set: int, seed: int) -> list[Row
         bench: Benchmark = load_benchmark(DATA / name)
         for qid in rng.sample(sorted(bench.queries), off_per_set):
             text = bench.queries[qid]
-            row = searched(retriever, text, retriever.query_vectors(text), set(), "off")
+            row = searched(retriever, text, with_unseen(retriever.query_vectors(text), bench, qid, unseen), set(), "off")
             rows.append(row | {"corpus": "project", "set": name, "qid": qid, "answers": False})
     return rows
 

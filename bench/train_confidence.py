@@ -45,7 +45,7 @@ from rag.trees import Forest  # noqa: E402
 
 DOC = ROOT / "docs" / "quality.md"
 KEEP = 0.98  # share of unseen answered searches (out of fold) each threshold keeps true (target 95%; docs/quality.md)
-VERSION = "confidence-v2"
+VERSION = "confidence-v3"
 # bm25_top is NaN by design (a raw BM25 score is the corpus's scale), so it carries nothing to learn.
 TRAINED = tuple(f for f in FEATURES if f != "bm25_top")
 BOOSTING = {"max_iter": 200, "max_depth": 3, "learning_rate": 0.05, "l2_regularization": 1.0, "min_samples_leaf": 20}
@@ -209,7 +209,10 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=300, help="questions sampled from each public set")
     parser.add_argument("--off-per-set", type=int, default=100, help="of those, asked against each other corpus as off-topic")
     parser.add_argument("--narrow-per-set", type=int, default=300, help="of those, each asked on a narrow corpus of its own")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/rag-confidence2"), help="folder of cached rows")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/rag-confidence3"), help="folder of cached rows")
+    parser.add_argument(
+        "--adapter-folds", type=Path, default=Path("/tmp/rag-adapter-folds"), help="bench/train_adapter.py --report's fold adapters"
+    )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-write", action="store_true", help="print only; leave the model and docs/quality.md alone")
     args = parser.parse_args()
@@ -217,10 +220,11 @@ def main() -> None:
     tag = f"{args.per_set}-{args.off_per_set}-{args.narrow_per_set}-{args.seed}"
     public = load_or_collect(
         args.cache / f"public-{tag}.jsonl",
-        lambda: collect_public(settings, args.per_set, args.off_per_set, args.narrow_per_set, args.seed),
+        lambda: collect_public(settings, args.per_set, args.off_per_set, args.narrow_per_set, args.seed, args.adapter_folds),
     )
     project = load_or_collect(
-        args.cache / f"project-{args.off_per_set}-{args.seed}.jsonl", lambda: collect_project(settings, args.off_per_set, args.seed)
+        args.cache / f"project-{args.off_per_set}-{args.seed}.jsonl",
+        lambda: collect_project(settings, args.off_per_set, args.seed, args.adapter_folds),
     )
     project += load_or_collect(args.cache / "off-topic.jsonl", lambda: collect_off_topic(settings))
     oof = out_of_fold(public, fit_trees)

@@ -19,6 +19,7 @@ from rag import __version__
 from rag.admin import admin_router
 from rag.admission import Admission
 from rag.config import Settings
+from rag.encoders import PRIMARY
 from rag.errors import RagError
 from rag.http_guard import HeaderTimeoutProtocol, Limits, OneLineErrors
 from rag.reload import Reloader
@@ -85,12 +86,14 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
     def health() -> dict[str, Any]:
         index = app.state.retriever.index
         confidence = app.state.retriever.model.version
+        english = getattr(app.state.retriever.encoders[PRIMARY], "adapter", "")
         return {
             "status": "ok",
             "passages": len(index.passages),
             "model": index.manifest["model"]["name"],
             "store": index.store.name,
             "confidence": confidence,
+            "query_adapter": english or "off",
         }
 
     @app.post("/search", response_model=SearchResponse)

@@ -42,6 +42,10 @@ class Settings:
     passage_engine: str = "onnx-int8"
     # Compute threads for passage embedding; 0 = one per core this process may use.
     embed_threads: int = 0
+    # English questions' query-side adapter for e5 (rag/encoders/adapter.py, bench/train_adapter.py):
+    # "bundled" = rag/models/query_adapter_en.npz with the default model (off with any other), a
+    # path to another such file, or "" for off. Passages and indexes are the same either way.
+    query_adapter: str = "bundled"
     # A second, cheap cross-lingual encoder; "" turns it off. Strong for English questions.
     second_model: str = "use-multilingual"
     # What the second encoder embeds: each "sentence" of a passage (a passage scores as its best
@@ -56,7 +60,8 @@ class Settings:
     fusion: str = "zscore"
     rrf_k: int = 60
     weights_zh: str = "2,0.5,1"
-    weights_en: str = "1,1,0.75"
+    # English: e5 weighs 2 since the query adapter made it the strongest English signal (1,1,0.75 before).
+    weights_en: str = "2,1,1"
     # Hubness correction of the second encoder (cross-lingual): a unit's score is its cosine minus
     # this times its mean cosine to its 5 nearest units, so passages close to everything stop
     # winning English questions. Per question language; English MRR +0.02 (docs/quality.md).
@@ -68,7 +73,7 @@ class Settings:
     # The `answerable` flag: true when the search's confidence (rag/confidence.py, the probability
     # that a returned passage answers, learned on the public sets by bench/train_confidence.py) is
     # at least this; 0 = always true; below 0 = the model file's own, per question language (for the
-    # shipped confidence-v2 zh 0.03, en 0.043: each keeps 98% of the public searches that found the answer
+    # shipped confidence-v3 zh 0.029, en 0.052: each keeps 98% of the public searches that found the answer
     # true, scored by models that never saw their corpus).
     # The model is a JSON file; "" = the shipped rag/models/confidence.json.
     confidence_threshold: float = -1.0
@@ -139,6 +144,14 @@ class Settings:
             raise RagError(f"RAG_MILVUS_ALIAS must be letters, digits and underscores (not first), up to 64, got {self.milvus_alias!r}")
         if self.milvus_token and (not self.milvus_token.isascii() or not self.milvus_token.isprintable()):
             raise RagError("RAG_MILVUS_TOKEN must be printable ASCII (user:password or an API key)")
+
+    def query_adapter_file(self) -> Path | None:
+        """The English query adapter to load, or None when off."""
+        if self.query_adapter == "bundled":
+            from rag.encoders.adapter import FILE
+
+            return FILE if self.model == DEFAULT_MODEL else None
+        return Path(self.query_adapter).expanduser() if self.query_adapter.strip() else None
 
     def hub_penalty(self, lang: str) -> float:
         """Hubness correction of the second encoder for a question language ("zh" or "en")."""

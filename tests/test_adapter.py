@@ -32,7 +32,7 @@ def test_round_trip_multiplies_the_factors_out(tmp_path: Path) -> None:
     assert np.allclose(loaded.deltas["w"], expected, atol=1e-6)
     merged = adapter.apply({"w": np.ones((5, 6), np.float32), "other": np.zeros(3, np.float32)}, loaded)
     assert np.allclose(merged["w"], 1 + expected, atol=1e-6) and merged["other"].shape == (3,)
-    with pytest.raises(RagError, match="RAG_QUERY_ADAPTER.*updates w"):
+    with pytest.raises(RagError, match=r"RAG_QUERY_ADAPTER.*updates w"):
         adapter.apply({"w": np.ones((6, 5), np.float32)}, loaded)
 
 
