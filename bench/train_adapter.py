@@ -159,7 +159,7 @@ def train(settings: Settings, memo: dict[str, Encoder], args: argparse.Namespace
     data = training_examples(benches, memo[PRIMARY], embedding_units_by_role(settings).get(PRIMARY, "passage"))
     print(f"training on {sum(len(e) for _, e in data)} questions of {', '.join(b.name for b in benches)}", flush=True)
     factors = fit(folder, data, args, settings.query_prompt)
-    meta = {"version": VERSION, "base": adapter.source_of(folder), "rank": args.rank, "scale": 1.0}
+    meta = {"version": VERSION, "base": adapter.source_of(folder), "rank": args.rank, "scale": args.strength}
     meta |= {"trained_on": [b.name for b in benches], "epochs": args.epochs, "lr": args.lr, "tau": args.tau}
     adapter.save(out, factors, meta)
     print(f"wrote {out} ({out.stat().st_size // 1024} KB)", flush=True)
@@ -230,6 +230,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--tau", type=float, default=0.02, help="softmax temperature over a corpus's passages")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--strength", type=float, default=0.5, help="share of the learnt update applied (the file's scale)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=adapter.FILE)
     ap.add_argument("--report", action="store_true", help="held-out articles and the project's sets, with and without")
