@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from train_adapter import SETS as ADAPTER_TRAINED_ON
+from train_adapter import SETS as ADAPTER_SETS  # English sets the query adapter learnt from
 from train_adapter import article
 
 from rag import beir
@@ -57,7 +57,6 @@ CORPORA = {
 }
 SAME_ARTICLES = {"xquad": {"xquad", "xquadr"}, "xquadr": {"xquad", "xquadr"}}
 NARROW_SIZES = (40, 80, 160)  # passages of a narrow corpus besides the relevant ones (the shipped corpus has 74)
-ADAPTER_SETS = frozenset(ADAPTER_TRAINED_ON)  # English sets the query adapter learnt from (bench/train_adapter.py)
 
 Row = dict[str, Any]
 

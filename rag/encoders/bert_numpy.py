@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.encoders.adapter import Adapter, apply
+from rag.encoders.adapter import SETTING, Adapter, apply
 from rag.errors import RagError
 
 _POOLING = "sentence_transformers.models.Pooling"
@@ -126,15 +126,15 @@ class NumpyBert:
         """The same model with `adapter`'s updates merged into its layers (rag/encoders/adapter.py).
 
         Embeddings, tokenizer and every matrix the adapter leaves alone are shared with this model."""
-        other = copy.copy(self)
-        w = apply(self._weights, adapter)
         layer_names = {f"encoder.layer.{i}.{name}" for i in range(len(self.layers)) for name in _FIELD_OF}
         if unknown := sorted(set(adapter.deltas) - layer_names):
-            raise RagError(f"RAG_QUERY_ADAPTER: adapter {adapter.version} updates {unknown[0]}, which only linear layer weights may be")
+            raise RagError(f"{SETTING}: adapter {adapter.version} updates {unknown[0]}, which only linear layer weights may be")
+        w = apply(self._weights, adapter)
+        other = copy.copy(self)
         other.layers = []
         for i, layer in enumerate(self.layers):
             pre = f"encoder.layer.{i}."
-            fields = {_FIELD_OF.get(name.removeprefix(pre), "") for name in adapter.deltas if name.startswith(pre)} - {""}
+            fields = {_FIELD_OF[name.removeprefix(pre)] for name in adapter.deltas if name.startswith(pre)}
             fresh = self._layer(w, pre) if fields else layer
             other.layers.append(layer._replace(**{f: getattr(fresh, f) for f in fields}))
         return other

@@ -85,12 +85,12 @@ class SentenceEncoder:
         from rag.encoders import adapter, bert_numpy
 
         if not bert_numpy.supports(folder):
-            raise RagError(f"RAG_QUERY_ADAPTER needs a plain BERT mean-pooling model such as the bundled e5; {self.name!r} is not. {_OFF}")
+            raise RagError(f"{adapter.SETTING} needs a plain BERT mean-pooling model such as the bundled e5; {self.name!r} is not. {_OFF}")
         loaded = adapter.load(file)
         base = adapter.source_of(folder)
         if loaded.base != base:
             raise RagError(
-                f"RAG_QUERY_ADAPTER: {file} was trained on model {loaded.base[:12] or '?'}, this one is {base[:12] or 'unknown'}. {_OFF}"
+                f"{adapter.SETTING}: {file} was trained on model {loaded.base[:12] or '?'}, this one is {base[:12] or 'unknown'}. {_OFF}"
             )
         numpy = self._numpy if self._numpy is not None else bert_numpy.NumpyBert(folder)
         return numpy.adapted(loaded), loaded.version
