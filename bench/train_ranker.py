@@ -1,7 +1,9 @@
 """Train the learned ranker (rag/rerank.py) on the public sets only, and measure it before vs after.
 
-Each search of a public question against its own corpus gives the fused top COLLECT candidates'
-rag/rerank.FEATURES and which of them is relevant. The model, per question language, is a linear
+Each search of a public question against its own corpus (and, for the first --narrow-per-set, against
+a narrow corpus cut from it, as in bench/confidence_rows.py) gives the fused top COLLECT candidates'
+rag/rerank.FEATURES and which of them is relevant. With the English query adapter on, xquad's English
+questions are embedded by the fold adapter that never saw their article (--adapter-folds). The model, per question language, is a linear
 score fitted pairwise: every (relevant, other candidate) pair of a search whose top `depth` holds
 the relevant passage, logistic loss, L2, Newton's method; each search weighs the same.
 
@@ -23,6 +25,7 @@ import random
 import sys
 import time
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,42 +34,37 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from confidence_rows import CORPORA, NARROW_SIZES, SAME_ARTICLES, CachedEncoder, unseen_vectors, with_unseen  # noqa: E402
 from doc_blocks import update_doc  # noqa: E402  (bench/ is on the path of a script run from it)
 from row_cache import load_or_collect  # noqa: E402
 
+from rag import beir  # noqa: E402
 from rag.beir import index_in_memory, load_benchmark  # noqa: E402
 from rag.cli import open_retriever  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.encoders import load_encoders  # noqa: E402
+from rag.encoders import PRIMARY, Encoder, load_encoders  # noqa: E402
 from rag.evaluate import load_questions, relevant_passages, squash  # noqa: E402
 from rag.index import embedding_units_by_role  # noqa: E402
 from rag.rerank import DEFAULT_MODEL, FEATURES, LinearRanker, features_of, save_model  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
-from rag.tokenize import detect_language  # noqa: E402
+from rag.tokenize import detect_language, tokenize  # noqa: E402
 
 DATA = Path(os.environ.get("RAG_PUBLIC_DATA", ROOT.parent / "shared" / "data"))  # the public sets, beside the checkout
 DOC = ROOT / "docs" / "quality.md"
 OWN = ROOT / "tests" / "data" / "questions.jsonl"
 HOLDOUT = ROOT / "bench" / "holdout" / "questions.jsonl"
-CORPORA = {  # corpus -> the sets whose questions it answers (the first names the corpus folder)
-    "xquad": ["xquad_zh2zh_para", "xquad_en2zh_para"],
-    "xquadr": ["xquadr_en2zh_sent"],
-    "cmrc": ["cmrc2018_trial_para"],
-    "toyhom": ["toyhom_title_public"],
-}
-SAME_ARTICLES = {"xquad": {"xquad", "xquadr"}, "xquadr": {"xquad", "xquadr"}}
 COLLECT = 30  # candidates recorded per search; a model reorders its own depth <= this
-VERSION = "ranker-v1"
+VERSION = "ranker-v2"
 
 Row = dict[str, Any]
 
 
-def candidates(retriever: Retriever, question: str, relevant: set[int]) -> Row:
+def candidates(retriever: Retriever, question: str, relevant: set[int], vectors: dict[str, np.ndarray] | None = None) -> Row:
     """One search's candidate features (fusion's order) and relevance, as Retriever.answer computes them."""
     index = retriever.index
     lang = detect_language(question)
     keywords, units = retriever.keyword_query(question, index)
-    vectors = retriever.query_vectors(question)
+    vectors = retriever.query_vectors(question) if vectors is None else vectors
     rankings = retriever.rankings(question, index, keywords, vectors)
     weights = retriever.settings.weights(lang)
     fused = retriever.fuse(rankings, weights)
@@ -75,20 +73,41 @@ def candidates(retriever: Retriever, question: str, relevant: set[int]) -> Row:
     return {"lang": lang, "x": np.round(x, 5).tolist(), "y": y}
 
 
-def collect_public(settings: Settings, per_set: int, seed: int) -> list[Row]:
-    encoders = load_encoders(settings, progress=False)
+def collect_public(settings: Settings, per_set: int, narrow_per_set: int, seed: int, folds: Path | None) -> list[Row]:
+    """Each sampled public question against its whole corpus, then (the first `narrow_per_set`) against a
+    narrow corpus cut from it (bench/confidence_rows.py: its relevant passage and 40-160 nearest ones,
+    one subject like the shipped corpus). xquad's English questions are embedded by the fold adapter
+    that never saw their article."""
+    encoders: dict[str, Encoder] = {role: CachedEncoder(e) for role, e in load_encoders(settings, progress=False).items()}
+    beir.tokenize = lru_cache(maxsize=None)(tokenize)  # type: ignore[assignment]  # narrow corpora re-read the same passages
+    unseen = unseen_vectors(settings, folds)
+    units = embedding_units_by_role(settings)
     rng = random.Random(seed)
     rows: list[Row] = []
     for corpus, names in CORPORA.items():
         started = time.perf_counter()
         benches = {name: load_benchmark(DATA / name) for name in names}
         passages = benches[names[0]].passages
-        retriever = Retriever(settings, encoders, index_in_memory(passages, encoders, embedding_units_by_role(settings), progress=False))
+        memory = index_in_memory(passages, encoders, units, progress=False)
+        retriever = Retriever(settings, encoders, memory)
         by_id = {p.doc_id: i for i, p in enumerate(passages)}
+        e5 = memory.embeddings[PRIMARY][np.searchsorted(memory.owners[PRIMARY], np.arange(len(passages)))]
         for name, b in benches.items():
-            for qid in rng.sample(sorted(b.queries), min(per_set, len(b.queries))):
+            sample = rng.sample(sorted(b.queries), min(per_set, len(b.queries)))
+            vectors = {qid: with_unseen(retriever.query_vectors(b.queries[qid]), b, qid, unseen) for qid in sample}
+            for qid in sample:
                 relevant = {by_id[c] for c in b.qrels[qid] if c in by_id}
-                rows.append(candidates(retriever, b.queries[qid], relevant) | {"corpus": corpus, "set": name, "qid": qid})
+                rows.append(candidates(retriever, b.queries[qid], relevant, vectors[qid]) | {"corpus": corpus, "set": name, "qid": qid})
+            for qid in sample[:narrow_per_set]:
+                relevant = sorted({by_id[c] for c in b.qrels[qid] if c in by_id})
+                if not relevant:
+                    continue
+                near = np.argsort(-(e5 @ e5[relevant[0]]), kind="stable")[: rng.choice(NARROW_SIZES) + len(relevant)]
+                chosen = sorted(set(near.tolist()) | set(relevant))
+                small = Retriever(settings, encoders, index_in_memory([passages[i] for i in chosen], encoders, units, progress=False))
+                inside = {chosen.index(i) for i in relevant}
+                row = candidates(small, b.queries[qid], inside, vectors[qid])
+                rows.append(row | {"corpus": corpus, "set": name, "qid": qid, "narrow": len(chosen)})
         print(f"{corpus}: {sum(r['corpus'] == corpus for r in rows)} searches in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return rows
 
@@ -193,10 +212,13 @@ def report_rows(public: list[Row], project: list[Row], **how: Any) -> list[tuple
     out = []
     for corpus, names in CORPORA.items():
         model = fit([r for r in public if r["corpus"] not in SAME_ARTICLES.get(corpus, {corpus})], **how)
+        others = ", ".join(sorted(c for c in CORPORA if c not in SAME_ARTICLES.get(corpus, {corpus})))
         for name in names:
-            rows = [r for r in public if r["set"] == name]
-            others = sorted(c for c in CORPORA if c not in SAME_ARTICLES.get(corpus, {corpus}))
-            out.append((f"{name} (held out)", ", ".join(others), len(rows), metrics(rows, None), metrics(rows, model)))
+            for narrow in (False, True):
+                rows = [r for r in public if r["set"] == name and ("narrow" in r) == narrow]
+                label = f"{name}{', narrow corpora' if narrow else ''} (held out)"
+                if rows:
+                    out.append((label, others, len(rows), metrics(rows, None), metrics(rows, model)))
     model = fit(public, **how)
     for name, label in (("data", "own set"), ("holdout", "held-out set")):
         for lang in ("zh", "en", "mixed", None):
@@ -224,13 +246,18 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=10.0, help="pull towards fusion's order")
     parser.add_argument("--prior", type=float, default=1.0, help="weight of the fused score the model starts from")
     parser.add_argument("--per-language", action="store_true", help="one model per question language (default: one for both)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/rag-ranker"), help="folder of cached rows")
+    parser.add_argument("--narrow-per-set", type=int, default=300, help="of those, each also asked on a narrow corpus of its own")
+    parser.add_argument(
+        "--adapter-folds", type=Path, default=Path("/tmp/rag-adapter-folds"), help="train_adapter.py --report's fold adapters"
+    )
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/rag-ranker2"), help="folder of cached rows")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-write", action="store_true", help="print only; leave the model and docs/quality.md alone")
     args = parser.parse_args()
     settings = replace(Settings.from_env(), rerank=False)  # features of fusion's order, as the ranker sees them
     public = load_or_collect(
-        args.cache / f"public-{args.per_set}-{args.seed}.jsonl", lambda: collect_public(settings, args.per_set, args.seed)
+        args.cache / f"public-{args.per_set}-{args.narrow_per_set}-{args.seed}.jsonl",
+        lambda: collect_public(settings, args.per_set, args.narrow_per_set, args.seed, args.adapter_folds),
     )
     project = load_or_collect(args.cache / "project.jsonl", lambda: collect_project(settings))
     how = {"depth": args.depth, "l2": args.l2, "prior": args.prior, "shared": not args.per_language}
