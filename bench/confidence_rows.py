@@ -37,7 +37,7 @@ from rag import beir
 from rag.beir import Benchmark, index_in_memory, load_benchmark
 from rag.cli import open_retriever
 from rag.config import Settings
-from rag.encoders import PRIMARY, Encoder, load_encoders
+from rag.encoders import PRIMARY, SECOND, Encoder, adapter, load_encoders
 from rag.evaluate import load_questions, relevant_passages, squash
 from rag.index import embedding_units_by_role
 from rag.retrieve import Retriever
@@ -89,35 +89,46 @@ def searched(retriever: Retriever, question: str, vectors: dict[str, np.ndarray]
     return {"kind": kind, "lang": detect_language(question), "label": int(found), "features": answer.confidence.features or {}}
 
 
-Unseen = Callable[[Benchmark, str], np.ndarray]  # (benchmark, question id) -> e5 vector
+Unseen = Callable[[Benchmark, str], dict[str, np.ndarray]]  # (benchmark, question id) -> its vectors by role
 
 
 def unseen_vectors(settings: Settings, folds: Path | None) -> Unseen | None:
-    """With the English query adapter on: e5 vectors of an xquad English question from the adapter fitted on
+    """With the English query adapter on: the vectors of an xquad English question from the adapter fitted on
     the *other* half of xquad's articles (bench/train_adapter.py --report writes fold0.npz and fold1.npz to
-    `folds`), so no training row is searched with an adapter that learnt its question."""
-    if settings.query_adapter_file() is None:
+    `folds`): e5's, and USE's through that fold's map, so no training row is searched with an adapter that
+    learnt its question."""
+    shipped = settings.query_adapter_file()
+    if shipped is None:
         return None
-    if folds is None or not all((folds / f"fold{p}.npz").is_file() for p in (0, 1)):
+    files = {p: None if folds is None else folds / f"fold{p}.npz" for p in (0, 1)}
+    if not all(f is not None and f.is_file() for f in files.values()):
         raise SystemExit("the English query adapter is on: --adapter-folds DIR needs fold0.npz and fold1.npz (train_adapter.py --report)")
     from rag.encoders.sentence import SentenceEncoder
+    from rag.encoders.use import USEEncoder
 
-    encoders = {}
-    for p in (0, 1):
-        encoders[p] = SentenceEncoder.from_settings(replace(settings, query_adapter=str(folds / f"fold{p}.npz")), progress=False)
+    encoders = {p: SentenceEncoder.from_settings(replace(settings, query_adapter=str(f)), progress=False) for p, f in files.items()}
+    maps = {p: adapter.load(f).second for p, f in files.items() if f is not None}
+    if settings.second_model and adapter.load(shipped).second is not None and any(m is None for m in maps.values()):
+        raise SystemExit("the shipped adapter maps USE's English queries, the fold adapters do not: run train_adapter.py --report again")
+    plain = USEEncoder(cache_dir=settings.cache_dir) if settings.second_model and all(m is not None for m in maps.values()) else None
 
-    def vector(bench: Benchmark, qid: str) -> np.ndarray:
-        parity = min(article(c) for c in bench.qrels[qid]) % 2
-        return encoders[1 - parity].encode_queries([bench.queries[qid]])[0]
+    def vector(bench: Benchmark, qid: str) -> dict[str, np.ndarray]:
+        fold = 1 - min(article(c) for c in bench.qrels[qid]) % 2
+        text = bench.queries[qid]
+        out = {PRIMARY: encoders[fold].encode_queries([text])[0]}
+        second = maps[fold]
+        if plain is not None and second is not None:
+            out[SECOND] = adapter.mapped(plain.encode_queries([text]), second)[0]
+        return out
 
     return vector
 
 
 def with_unseen(vectors: dict[str, np.ndarray], bench: Benchmark, qid: str, unseen: Unseen | None) -> dict[str, np.ndarray]:
-    """`vectors` with e5's replaced by the unseen adapter's, for a question the shipped adapter was trained on."""
+    """`vectors` with the adapted ones replaced by the unseen adapter's, for a question the shipped adapter was trained on."""
     if unseen is None or bench.name not in ADAPTER_SETS:
         return vectors
-    return vectors | {PRIMARY: unseen(bench, qid)}
+    return vectors | unseen(bench, qid)
 
 
 def collect_public(

@@ -46,7 +46,7 @@ class Memo:
         self.path = cache / f"{role}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.pkl"
         self.vectors: dict[tuple[str, str], np.ndarray] = pickle.loads(self.path.read_bytes()) if self.path.exists() else {}
         self.dirty = False
-        for attr in ("count_tokens",):
+        for attr in ("count_tokens", "encode_words"):  # encode_words: USE's words, never through the query map
             if hasattr(inner, attr):
                 setattr(self, attr, getattr(inner, attr))
 

@@ -42,16 +42,17 @@ from eng_harness import Memo, own_set  # noqa: E402
 from rag.beir import Benchmark, index_in_memory, load_benchmark  # noqa: E402
 from rag.chunk import embedding_units  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.encoders import PRIMARY, Encoder, adapter, load_encoders  # noqa: E402
+from rag.encoders import PRIMARY, SECOND, Encoder, adapter, load_encoders  # noqa: E402
 from rag.evaluate import evaluate_benchmark  # noqa: E402
 from rag.index import embedding_units_by_role, load_index  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
+from rag.tokenize import detect_language  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SETS = ("xquad_en2zh_para", "xquadr_en2zh_sent")
 TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
 TARGETS += ("intermediate.dense", "output.dense")
-VERSION = "query-adapter-en-v1"
+VERSION = "query-adapter-en-v2"
 
 
 def article(corpus_id: str) -> int:
@@ -153,15 +154,65 @@ def fit(folder: Path, data: list[Any], args: argparse.Namespace, prompt: str) ->
     return {name: (a.detach().numpy(), (b.detach() * lora.scale).numpy()) for name, (a, b) in lora.factors.items()}
 
 
+def fit_second(benches: list[Benchmark], memo: Encoder, args: argparse.Namespace) -> np.ndarray:
+    """The second encoder's English query map M (v -> v + v @ M, renormalised), fitted like the LoRA:
+    softmax over each corpus's frozen sentence vectors (USE embeds sentences), Adam, L2 on M."""
+    import torch
+
+    torch.manual_seed(args.seed)
+    data = []
+    for bench in benches:
+        texts, owners = embedding_units(bench.passages, "sentence")
+        matrix = torch.from_numpy(memo.encode_passages(texts))
+        row = {p.doc_id: i for i, p in enumerate(bench.passages)}
+        ids = sorted(bench.queries)
+        queries = torch.from_numpy(memo.encode_queries([bench.queries[q] for q in ids]))
+        relevant = torch.zeros(len(ids), len(texts), dtype=torch.bool)
+        for i, qid in enumerate(ids):
+            relevant[i, np.flatnonzero(np.isin(owners, [row[d] for d in bench.qrels[qid] if d in row]))] = True
+        keep = relevant.any(1)
+        data.append((queries[keep], matrix, relevant[keep]))
+    m = torch.zeros(memo.dim, memo.dim, requires_grad=True)
+    optimiser = torch.optim.Adam([m], lr=1e-3)
+    for _ in range(args.second_epochs):
+        for queries, matrix, relevant in data:
+            for batch in torch.randperm(len(queries)).split(64):
+                q = torch.nn.functional.normalize(queries[batch] + queries[batch] @ m, dim=-1)
+                logits = q @ matrix.T / args.second_tau
+                picked = logits.masked_fill(~relevant[batch], -1e9)
+                loss = (torch.logsumexp(logits, 1) - torch.logsumexp(picked, 1)).mean() + args.second_l2 * (m**2).sum()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    print(f"  second encoder's map: loss {loss.item():.3f}", flush=True)
+    return m.detach().numpy()
+
+
+def lora_factors(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """The (A, B) factors and meta of an adapter file already written (for --second-only)."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        names = sorted({n.rsplit(".", 1)[0] for n in data.files if n.endswith((".A", ".B"))})
+        return {n: (data[n + ".A"].astype(np.float32), data[n + ".B"].astype(np.float32)) for n in names}, meta
+
+
 def train(settings: Settings, memo: dict[str, Encoder], args: argparse.Namespace, parity: int | None, out: Path) -> None:
     folder = Path(memo[PRIMARY].inner.path)  # type: ignore[attr-defined]
     benches = [half(load_benchmark(DATA / name), parity) for name in args.sets]
-    data = training_examples(benches, memo[PRIMARY], embedding_units_by_role(settings).get(PRIMARY, "passage"))
-    print(f"training on {sum(len(e) for _, e in data)} questions of {', '.join(b.name for b in benches)}", flush=True)
-    factors = fit(folder, data, args, settings.query_prompt)
-    meta = {"version": VERSION, "base": adapter.source_of(folder), "rank": args.rank, "scale": args.strength}
-    meta |= {"trained_on": [b.name for b in benches], "epochs": args.epochs, "lr": args.lr, "tau": args.tau}
-    adapter.save(out, factors, meta)
+    if args.second_only:  # the e5 part as it is in `out`, only the second encoder's map fitted again
+        factors, meta = lora_factors(out)
+    else:
+        data = training_examples(benches, memo[PRIMARY], embedding_units_by_role(settings).get(PRIMARY, "passage"))
+        print(f"training on {sum(len(e) for _, e in data)} questions of {', '.join(b.name for b in benches)}", flush=True)
+        factors = fit(folder, data, args, settings.query_prompt)
+        meta = {"base": adapter.source_of(folder), "rank": args.rank, "scale": args.strength}
+        meta |= {"trained_on": [b.name for b in benches], "epochs": args.epochs, "lr": args.lr, "tau": args.tau}
+    second = fit_second(benches, memo[SECOND], args) if SECOND in memo and args.second_strength > 0 else None
+    meta = {k: v for k, v in meta.items() if k != "kind"} | {"version": VERSION}
+    if second is not None:
+        meta |= {"second_scale": args.second_strength, "second_epochs": args.second_epochs, "second_tau": args.second_tau}
+        meta |= {"second_l2": args.second_l2}
+    adapter.save(out, factors, meta, second)
     print(f"wrote {out} ({out.stat().st_size // 1024} KB)", flush=True)
 
 
@@ -170,13 +221,38 @@ def encoders_for(settings: Settings, memo: dict[str, Encoder]) -> dict[str, Enco
     from rag.encoders.sentence import SentenceEncoder
 
     queries = SentenceEncoder.from_settings(settings, progress=False)
-    return {role: (_PassagesFrom(queries, enc) if role == PRIMARY else enc) for role, enc in memo.items()}  # type: ignore[misc]
+    file = settings.query_adapter_file()
+    second = adapter.load(file).second if file is not None else None
+    out: dict[str, Encoder] = {PRIMARY: _PassagesFrom(queries, memo[PRIMARY])}
+    if SECOND in memo:
+        out[SECOND] = memo[SECOND] if second is None else _Mapped(memo[SECOND], second)  # type: ignore[assignment]
+    return out
 
 
 def searched(settings: Settings, encoders: dict[str, Encoder], bench: Benchmark) -> float:
     """MRR@10 of the product's search on a benchmark."""
     index = index_in_memory(bench.passages, encoders, embedding_units_by_role(settings), progress=False)
     return float(evaluate_benchmark(Retriever(settings, encoders, index), bench.queries, bench.qrels)["overall"]["mrr@10"])
+
+
+class _Mapped:
+    """The second encoder with the adapter's map on English queries (as rag/encoders/use.py applies it)."""
+
+    def __init__(self, inner: Encoder, second: np.ndarray):
+        self.inner, self.second, self.name, self.dim = inner, second, inner.name, inner.dim
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        vectors = self.inner.encode_queries(texts).copy()
+        english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
+        if english.any():
+            vectors[english] = adapter.mapped(vectors[english], self.second)
+        return vectors
+
+    def encode_words(self, texts: list[str]) -> np.ndarray:  # the translation choice's words stay unmapped
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self.inner.encode_passages(texts, progress)
 
 
 class _PassagesFrom:
@@ -231,6 +307,11 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.02, help="softmax temperature over a corpus's passages")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--strength", type=float, default=0.5, help="share of the learnt update applied (the file's scale)")
+    ap.add_argument("--second-strength", type=float, default=0.5, help="share of the second encoder's map applied (0: no map)")
+    ap.add_argument("--second-epochs", type=int, default=20)
+    ap.add_argument("--second-tau", type=float, default=0.05)
+    ap.add_argument("--second-l2", type=float, default=0.01)
+    ap.add_argument("--second-only", action="store_true", help="keep the e5 part of --out (and of the folds); fit only the map")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=adapter.FILE)
     ap.add_argument("--report", action="store_true", help="held-out articles and the project's sets, with and without")

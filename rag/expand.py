@@ -329,6 +329,8 @@ class EncoderSimilarity:
 
     def __init__(self, encoder: _Encoder, max_cached: int = 20_000):
         self.encoder = encoder
+        # USE's words skip the English query map of rag/encoders/adapter.py, which was fitted on questions.
+        self.embed = getattr(encoder, "encode_words", None) or encoder.encode_queries
         self.max_cached = max_cached
         self._vectors: dict[str, np.ndarray] = {}
 
@@ -339,7 +341,7 @@ class EncoderSimilarity:
             if len(vectors) + len(missing) > self.max_cached:
                 vectors = {}  # start over rather than grow; the words of this call are embedded below
                 missing = list(dict.fromkeys(texts))
-            vectors.update(zip(missing, self.encoder.encode_queries(missing), strict=True))
+            vectors.update(zip(missing, self.embed(missing), strict=True))
             self._vectors = vectors
         return np.stack([vectors[t] for t in texts])
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.encoders import PRIMARY, Encoder, adapter
+from rag.encoders import PRIMARY, SECOND, Encoder, adapter
 from rag.encoders.sentence import SentenceEncoder
+from rag.encoders.use import USEEncoder
 from rag.errors import RagError
 
 
-def _write(path: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]], **meta: object) -> Path:
-    adapter.save(path, factors, {"version": "test", "base": "b", "scale": 1.0} | meta)
+def _write(path: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]], second: np.ndarray | None = None, **meta: object) -> Path:
+    adapter.save(path, factors, {"version": "test", "base": "b", "scale": 1.0} | meta, second)
     return path
 
 
@@ -34,6 +35,16 @@ def test_round_trip_multiplies_the_factors_out(tmp_path: Path) -> None:
         adapter.apply({"w": np.ones((6, 5), np.float32)}, loaded)
 
 
+def test_second_map_round_trip_and_scale(tmp_path: Path) -> None:
+    m = np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)
+    loaded = adapter.load(_write(tmp_path / "m.npz", {}, second=m, second_scale=0.5))
+    assert loaded.second is not None and np.allclose(loaded.second, 0.5 * m.astype(np.float16).astype(np.float32), atol=1e-6)
+    assert adapter.load(_write(tmp_path / "none.npz", {})).second is None, "a v1 file has no map, and USE stays as it is"
+    v = np.eye(4, dtype=np.float32)[:2]
+    out, moved = adapter.mapped(v, loaded.second), v + v @ loaded.second
+    assert np.allclose(np.linalg.norm(out, axis=1), 1) and np.allclose(out, moved / np.linalg.norm(moved, axis=1, keepdims=True))
+
+
 def test_damaged_files_are_one_clear_error(tmp_path: Path) -> None:
     good = (np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))
     (tmp_path / "text.npz").write_text("not a zip")
@@ -47,6 +58,7 @@ def test_damaged_files_are_one_clear_error(tmp_path: Path) -> None:
         tmp_path / "kind.npz": "not a query adapter",
         _write(tmp_path / "rank.npz", {"w": (good[0], np.ones((4, 3), np.float32))}): "matching rank",
         _write(tmp_path / "nan.npz", {"w": (good[0] * np.nan, good[1])}): "non-finite",
+        _write(tmp_path / "map.npz", {"w": good}, second=np.ones((3, 4), np.float32)): "second.map must be a square",
     }
     for path, message in cases.items():
         with pytest.raises(RagError, match=f"RAG_QUERY_ADAPTER.*{message}"):
@@ -103,3 +115,17 @@ def test_adapter_for_another_model_is_refused(settings: Settings, tmp_path: Path
     np.savez(tmp_path / "other.npz", **arrays)  # type: ignore[arg-type]
     with pytest.raises(RagError, match="trained on model 0123456789ab"):
         SentenceEncoder.from_settings(dataclasses.replace(settings, query_adapter=str(tmp_path / "other.npz")), progress=False)
+
+
+def test_use_maps_english_questions_only(encoders: dict[str, Encoder]) -> None:
+    use = encoders[SECOND]
+    assert isinstance(use, USEEncoder) and use.english_map is not None and use.adapter.startswith("query-adapter-en")
+    chinese, english = "外国人怎么激活医保电子凭证", "How do foreigners activate the medical insurance e-voucher?"
+    mixed = use.encode_queries([english, chinese])
+    plain = use._encode([english, chinese])
+    assert np.allclose(mixed[1], plain[1], atol=1e-6), "a Chinese question keeps USE's own vector"
+    assert np.allclose(mixed[0], adapter.mapped(plain[:1], use.english_map)[0], atol=1e-6)
+    assert 0.5 < float(mixed[0] @ plain[0]) < 0.999 and abs(float(np.linalg.norm(mixed[0])) - 1) < 1e-5
+    assert np.allclose(use.encode_passages([english]), plain[:1], atol=1e-6), "passages never go through the map"
+    with pytest.raises(RagError, match=r"RAG_QUERY_ADAPTER.*USE needs \(512, 512\)"):
+        USEEncoder(english_map=np.zeros((4, 4), np.float32))

@@ -38,7 +38,7 @@ def test_health(api: httpx.Client, retriever: Retriever) -> None:
         "model": retriever.settings.model,
         "store": store,
         "confidence": retriever.model.version,
-        "query_adapter": "query-adapter-en-v1",
+        "query_adapter": "query-adapter-en-v2",
     }
 
 

@@ -71,8 +71,9 @@ def test_encoder_similarity_keeps_exact_vectors_and_a_bounded_cache(retriever: R
     use = retriever.encoders[SECOND]
     similarity = EncoderSimilarity(use, max_cached=4)
     words = ["card", "卡片", "信用卡", "身份证"]
-    expected = use.encode_queries(words)
+    expected = use.encode_words(words)  # type: ignore[attr-defined]
     np.testing.assert_allclose(similarity.vectors(words), expected, atol=1e-6)
+    assert float(use.encode_queries(["card"])[0] @ expected[0]) < 0.9999, "a question's English words would be mapped"
     assert np.allclose(similarity("card", words[1:]), expected[1:] @ expected[0], atol=1e-6)
     similarity.vectors(["city", "城市"])  # over the bound: the cache starts over
     assert len(similarity._vectors) <= 4

@@ -8,8 +8,13 @@ whose vectors stay as `rag index` made them. So passages, and with them every in
 unchanged; Chinese questions use the model as it is; English ones use the adapted weights,
 merged once at start-up, at the same cost per query.
 
-The file is a numpy .npz: `meta` (JSON: kind, version, base model, rank, scale), then for each
-adapted weight `<name>.A` (rank x in) and `<name>.B` (out x rank), float16.
+Since v2 the file also holds a map for the second encoder (USE) of English questions: its query
+vector v becomes v + second_scale * v @ M, renormalised. It is fitted the same way (softmax over a
+corpus's frozen sentence vectors) and costs one 512 x 512 product per English question.
+
+The file is a numpy .npz: `meta` (JSON: kind, version, base model, rank, scale, second_scale), then
+for each adapted weight `<name>.A` (rank x in) and `<name>.B` (out x rank), and `second.map`
+(dim x dim) when present, float16.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from rag.errors import RagError
 KIND = "query-adapter"
 SETTING = "RAG_QUERY_ADAPTER"  # named in every error, so a user knows what to change
 FILE = Path(__file__).resolve().parent.parent / "models" / "query_adapter_en.npz"
+SECOND_MAP = "second.map"  # the second encoder's English query map (M above)
 
 
 class Adapter(NamedTuple):
     version: str
     base: str  # what the model it was trained on was converted from (`source_of`)
     deltas: dict[str, np.ndarray]  # weight name -> float32 update of that weight (out x in)
+    second: np.ndarray | None = None  # the second encoder's map, second_scale folded in (dim x dim), if any
 
 
 def load(path: Path) -> Adapter:
@@ -46,6 +53,11 @@ def load(path: Path) -> Adapter:
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise RagError(f"{SETTING}: {path} is not a query adapter (its meta kind is not {KIND!r})")
     scale = float(meta.get("scale", 1.0))
+    second = arrays.pop(SECOND_MAP, None)
+    if second is not None:
+        second = second.astype(np.float32) * np.float32(meta.get("second_scale", 1.0))
+        if second.ndim != 2 or second.shape[0] != second.shape[1] or not np.isfinite(second).all():
+            raise RagError(f"{SETTING}: {path}: {SECOND_MAP} must be a square matrix of finite numbers, got shape {second.shape}")
     deltas = {}
     for name in sorted({n.rsplit(".", 1)[0] for n in arrays}):
         a, b = arrays.get(name + ".A"), arrays.get(name + ".B")
@@ -55,7 +67,7 @@ def load(path: Path) -> Adapter:
         if not np.isfinite(delta).all():
             raise RagError(f"{SETTING}: {path}: {name} holds a non-finite number")
         deltas[name] = delta
-    return Adapter(str(meta.get("version", "?")), str(meta.get("base", "")), deltas)
+    return Adapter(str(meta.get("version", "?")), str(meta.get("base", "")), deltas, second)
 
 
 def apply(weights: Mapping[str, np.ndarray], adapter: Adapter) -> dict[str, np.ndarray]:
@@ -70,14 +82,25 @@ def apply(weights: Mapping[str, np.ndarray], adapter: Adapter) -> dict[str, np.n
     return out
 
 
-def save(path: Path, factors: Mapping[str, tuple[np.ndarray, np.ndarray]], meta: Mapping[str, object]) -> None:
-    """Write an adapter: `factors` maps a weight name to its (A, B); stored as float16 (bench/train_adapter.py)."""
+def save(
+    path: Path, factors: Mapping[str, tuple[np.ndarray, np.ndarray]], meta: Mapping[str, object], second: np.ndarray | None = None
+) -> None:
+    """Write an adapter: `factors` maps a weight name to its (A, B), `second` is the second encoder's map
+    (meta's second_scale not folded in); stored as float16 (bench/train_adapter.py)."""
     arrays = {"meta": np.array(json.dumps({"kind": KIND, **meta}))}
     for name, (a, b) in factors.items():
         arrays[name + ".A"], arrays[name + ".B"] = a.astype(np.float16), b.astype(np.float16)
+    if second is not None:
+        arrays[SECOND_MAP] = second.astype(np.float16)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
+
+
+def mapped(vectors: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Query vectors (n x dim) through the second encoder's map: v + v @ M, L2-normalised again."""
+    out = vectors + vectors @ second
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def source_of(folder: Path) -> str:

