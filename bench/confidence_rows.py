@@ -100,14 +100,14 @@ def unseen_vectors(settings: Settings, folds: Path | None) -> Unseen | None:
     shipped = settings.query_adapter_file()
     if shipped is None:
         return None
-    files = {p: None if folds is None else folds / f"fold{p}.npz" for p in (0, 1)}
-    if not all(f is not None and f.is_file() for f in files.values()):
+    if folds is None or not all((folds / f"fold{p}.npz").is_file() for p in (0, 1)):
         raise SystemExit("the English query adapter is on: --adapter-folds DIR needs fold0.npz and fold1.npz (train_adapter.py --report)")
+    files = {p: folds / f"fold{p}.npz" for p in (0, 1)}
     from rag.encoders.sentence import SentenceEncoder
     from rag.encoders.use import USEEncoder
 
     encoders = {p: SentenceEncoder.from_settings(replace(settings, query_adapter=str(f)), progress=False) for p, f in files.items()}
-    maps = {p: adapter.load(f).second for p, f in files.items() if f is not None}
+    maps = {p: adapter.load(f).second for p, f in files.items()}
     if settings.second_model and adapter.load(shipped).second is not None and any(m is None for m in maps.values()):
         raise SystemExit("the shipped adapter maps USE's English queries, the fold adapters do not: run train_adapter.py --report again")
     plain = USEEncoder(cache_dir=settings.cache_dir) if settings.second_model and all(m is not None for m in maps.values()) else None
