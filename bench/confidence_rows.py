@@ -107,7 +107,7 @@ def unseen_vectors(settings: Settings, folds: Path | None) -> Unseen | None:
     from rag.encoders.use import USEEncoder
 
     encoders = {p: SentenceEncoder.from_settings(replace(settings, query_adapter=str(f)), progress=False) for p, f in files.items()}
-    maps = {p: adapter.load(f).second for p, f in files.items()}
+    maps = {p: e.query_adapter.second if e.query_adapter is not None else None for p, e in encoders.items()}
     if settings.second_model and adapter.load(shipped).second is not None and any(m is None for m in maps.values()):
         raise SystemExit("the shipped adapter maps USE's English queries, the fold adapters do not: run train_adapter.py --report again")
     plain = USEEncoder(cache_dir=settings.cache_dir) if settings.second_model and all(m is not None for m in maps.values()) else None

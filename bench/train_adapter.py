@@ -46,7 +46,6 @@ from rag.encoders import PRIMARY, SECOND, Encoder, adapter, load_encoders  # noq
 from rag.evaluate import evaluate_benchmark  # noqa: E402
 from rag.index import embedding_units_by_role, load_index  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
-from rag.tokenize import detect_language  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SETS = ("xquad_en2zh_para", "xquadr_en2zh_sent")
@@ -221,8 +220,7 @@ def encoders_for(settings: Settings, memo: dict[str, Encoder]) -> dict[str, Enco
     from rag.encoders.sentence import SentenceEncoder
 
     queries = SentenceEncoder.from_settings(settings, progress=False)
-    file = settings.query_adapter_file()
-    second = adapter.load(file).second if file is not None else None
+    second = queries.query_adapter.second if queries.query_adapter is not None else None
     out: dict[str, Encoder] = {PRIMARY: _PassagesFrom(queries, memo[PRIMARY])}
     if SECOND in memo:
         out[SECOND] = memo[SECOND] if second is None else _Mapped(memo[SECOND], second)  # type: ignore[assignment]
@@ -242,11 +240,7 @@ class _Mapped:
         self.inner, self.second, self.name, self.dim = inner, second, inner.name, inner.dim
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        vectors = self.inner.encode_queries(texts).copy()
-        english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
-        if english.any():
-            vectors[english] = adapter.mapped(vectors[english], self.second)
-        return vectors
+        return adapter.map_english(texts, self.inner.encode_queries(texts), self.second)
 
     def encode_words(self, texts: list[str]) -> np.ndarray:  # the translation choice's words stay unmapped
         return self.inner.encode_queries(texts)

