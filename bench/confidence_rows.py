@@ -37,7 +37,7 @@ from rag import beir
 from rag.beir import Benchmark, index_in_memory, load_benchmark
 from rag.cli import open_retriever
 from rag.config import Settings
-from rag.encoders import PRIMARY, SECOND, Encoder, adapter, load_encoders
+from rag.encoders import PRIMARY, SECOND, TOKENS, Encoder, adapter, load_encoders
 from rag.evaluate import load_questions, relevant_passages, squash
 from rag.index import embedding_units_by_role
 from rag.retrieve import Retriever
@@ -67,6 +67,7 @@ class CachedEncoder:
     def __init__(self, encoder: Encoder) -> None:
         self.encoder, self.name, self.dim = encoder, encoder.name, encoder.dim
         self.memo: dict[str, np.ndarray] = {}
+        self.token_memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode_queries(texts)
@@ -77,7 +78,16 @@ class CachedEncoder:
             self.memo.update(zip(missing, self.encoder.encode_passages(missing, progress=progress), strict=True))
         return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
 
-    def __getattr__(self, name: str) -> Any:  # count_tokens and the like
+    def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Vectors and token rows (rag/late.py), each text's computed once."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self.token_memo]
+        if missing:
+            vectors, rows = self.encoder.passage_tokens(missing, projection, progress)  # type: ignore[attr-defined]
+            self.token_memo.update(zip(missing, zip(vectors, rows, strict=True), strict=True))
+        pairs = [self.token_memo[t] for t in texts]
+        return (np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, self.dim), dtype=np.float32)), [p[1] for p in pairs]
+
+    def __getattr__(self, name: str) -> Any:  # count_tokens, has_tokens and the like
         return getattr(self.encoder, name)
 
 
@@ -115,7 +125,8 @@ def unseen_vectors(settings: Settings, folds: Path | None) -> Unseen | None:
     def vector(bench: Benchmark, qid: str) -> dict[str, np.ndarray]:
         fold = 1 - min(article(c) for c in bench.qrels[qid]) % 2
         text = bench.queries[qid]
-        out = {PRIMARY: encoders[fold].encode_queries([text])[0]}
+        vectors, rows = encoders[fold].queries_with_tokens([text])
+        out = {PRIMARY: vectors[0], TOKENS: rows[0]}
         second = maps[fold]
         if plain is not None and second is not None:
             out[SECOND] = adapter.mapped(plain.encode_queries([text]), second)[0]
@@ -143,7 +154,7 @@ def collect_public(
     probe = Retriever(settings, encoders, index_in_memory(benches["cmrc2018_trial_para"].passages[:3], encoders, {}, progress=False))
     unseen = unseen_vectors(settings, folds)
     vectors = {
-        (name, qid): with_unseen(probe.query_vectors(benches[name].queries[qid]), benches[name], qid, unseen)
+        (name, qid): with_unseen(probe.query_vectors(benches[name].queries[qid], tokens=True), benches[name], qid, unseen)
         for name, ids in sample.items()
         for qid in ids
     }
@@ -210,7 +221,7 @@ def collect_project(settings: Settings, off_per_set: int, seed: int, folds: Path
     rows: list[Row] = []
     for path in (OWN, HOLDOUT):
         for q in load_questions(path):
-            vectors = retriever.query_vectors(q.question)
+            vectors = retriever.query_vectors(q.question, tokens=True)
             relevant = {int(i) for i in relevant_passages(q.answers, texts)}
             kinds = ("own", "loo") if relevant else ("unanswered",)
             for kind in kinds:
@@ -221,7 +232,7 @@ def collect_project(settings: Settings, off_per_set: int, seed: int, folds: Path
         bench: Benchmark = load_benchmark(DATA / name)
         for qid in rng.sample(sorted(bench.queries), off_per_set):
             text = bench.queries[qid]
-            row = searched(retriever, text, with_unseen(retriever.query_vectors(text), bench, qid, unseen), set(), "off")
+            row = searched(retriever, text, with_unseen(retriever.query_vectors(text, tokens=True), bench, qid, unseen), set(), "off")
             rows.append(row | {"corpus": "project", "set": name, "qid": qid, "answers": False})
     return rows
 
@@ -231,6 +242,6 @@ def collect_off_topic(settings: Settings) -> list[Row]:
     retriever = open_retriever(settings)
     rows = []
     for q in load_questions(OFF_TOPIC):
-        row = searched(retriever, q.question, retriever.query_vectors(q.question), set(), "off")
+        row = searched(retriever, q.question, retriever.query_vectors(q.question, tokens=True), set(), "off")
         rows.append(row | {"corpus": "project", "set": "off_topic", "qid": q.id, "answers": False, "text": q.question})
     return rows

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag import dense, keyword
+from rag import dense, keyword, late
 from rag.chunk import Passage, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, Encoder
@@ -73,15 +73,21 @@ def index_in_memory(
     collection instead (dropped when the process exits), so `rag eval --beir` measures that store.
     """
     vectors, owners = {}, {}
+    late_rows = None
     for role, enc in encoders.items():
         texts, owned_by = embedding_units(passages, units.get(role, "passage"))
-        vectors[role] = enc.encode_passages(texts, progress=progress)
+        if role == PRIMARY and (settings is None or settings.late_tokens) and getattr(enc, "has_tokens", False):
+            vectors[role], rows = enc.passage_tokens(texts, progress=progress)  # type: ignore[attr-defined]
+            late_rows = late.pack(rows, enc.projection.dim)  # type: ignore[attr-defined]
+        else:
+            vectors[role] = enc.encode_passages(texts, progress=progress)
         owners[role] = np.array(owned_by, dtype=np.int64)
     manifest: dict[str, Any] = {
         "model": {"name": encoders[PRIMARY].name, "dim": encoders[PRIMARY].dim},
         "encoders": {role: {"name": enc.name, "dim": enc.dim} for role, enc in encoders.items()},
         "passages": len(passages),
         "chunking": {"units": dict(units)},  # what Retriever.sentence_similarities reads, as in a built index
+        "late": {"tokens": len(late_rows[0])} if late_rows is not None else None,
     }
     bm25 = keyword.build([tokenize(keyword_text(p)) for p in passages])
     search: Store
@@ -103,4 +109,5 @@ def index_in_memory(
         keyword=bm25,
         owners=owners,
         hubness=hubness_by_role(vectors),
+        late=late_rows,
     )

@@ -76,6 +76,22 @@ class Previous:
     vectors: dict[str, tuple[dict[bytes, int], np.ndarray]] = field(default_factory=dict)  # role -> (key -> row, matrix)
     note: str | None = None  # why vectors are not reused, for the user
     documents: dict[str, Document] = field(default_factory=dict)  # parsed documents by sha256 of their bytes
+    tokens: dict[bytes, np.ndarray] = field(default_factory=dict)  # primary key -> its token rows (rag/late.py)
+
+    def missing_tokens(self, keys: list[bytes], texts: list[str], todo: dict[bytes, str]) -> dict[bytes, str]:
+        """`todo` plus the texts whose token rows are not cached (a passage embedded before late interaction)."""
+        out = dict(todo)
+        for key, text in zip(keys, texts, strict=True):
+            if key not in self.tokens and key not in out:
+                out[key] = text
+        return out
+
+    def assemble_tokens(self, keys: list[bytes], new_keys: list[bytes], new: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        """Each key's token rows, fresh where embedded now, else cached; None when some key has neither."""
+        fresh = dict(zip(new_keys, new, strict=True)) if new is not None else {}
+        rows = [fresh.get(k, self.tokens.get(k)) for k in keys]
+        kept = [r for r in rows if r is not None]
+        return kept if len(kept) == len(rows) else None
 
     def missing(self, role: str, keys: list[bytes], texts: list[str]) -> dict[bytes, str]:
         """The texts to embed for `role`: those whose key has no cached vector, each once, in order."""
@@ -101,8 +117,10 @@ class Previous:
         return out
 
 
-def read_previous(version: Path | None, roles: dict[str, str], format_version: int, reuse: bool) -> Previous:
-    """Read what the next build can use from `version`; problems become a note, never an error."""
+def read_previous(version: Path | None, roles: dict[str, str], format_version: int, reuse: bool, late: str = "") -> Previous:
+    """Read what the next build can use from `version`; problems become a note, never an error.
+
+    `late`: the token projection the build uses; token rows made with another one are not reused."""
     if version is None:
         return Previous()
     try:
@@ -132,6 +150,14 @@ def read_previous(version: Path | None, roles: dict[str, str], format_version: i
             previous.note = f"cached {role} vectors in {version} not reused ({exc}); embedding those passages again"
             continue
         previous.vectors[role] = ({k: i for i, k in enumerate(keys.tolist())}, matrix)
+        if role == PRIMARY and late and (manifest.get("late") or {}).get("projection") == late:
+            try:
+                from rag.late import TOKEN_OFFSETS, TOKENS, unpack
+
+                rows = unpack(_verified_load(version, TOKENS, checksums), _verified_load(version, TOKEN_OFFSETS, checksums))
+                previous.tokens = dict(zip(keys.tolist(), rows, strict=True))
+            except (OSError, ValueError) as exc:
+                previous.note = f"cached token rows in {version} not reused ({exc}); computing them again"
     return previous
 
 

@@ -14,6 +14,8 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
                                (a passage, or a sentence of one: see chunk.embedding_units)
         owners-<role>.npy      the passage each row belongs to
         hubness-second.npy     each second-encoder row's mean cosine to its 5 nearest rows (dense.hubness)
+        tokens-primary.npy     e5's projected token vectors of every passage, float16 (rag/late.py), and
+        token-offsets-primary.npy  where each passage's rows start (absent with RAG_LATE_TOKENS=0)
         keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
         dense-<role>.faiss     FAISS inner-product index of each role (RAG_STORE=local; with milvus
                                the vectors are in the version's Milvus collection, see rag/store/)
@@ -48,13 +50,20 @@ from typing import Any
 
 import numpy as np
 
-from rag import confidence, dense, keyword
+from rag import confidence, dense, keyword, late
 from rag import store as stores
 from rag.chunk import UNITS, Passage, chunk, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
-from rag.incremental import DocumentChanges, diff_documents, embedding_identities, embedding_keys, read_previous, save_keys
+from rag.incremental import (
+    DocumentChanges,
+    diff_documents,
+    embedding_identities,
+    embedding_keys,
+    read_previous,
+    save_keys,
+)
 from rag.index_files import (
     Stage,
     check_files,
@@ -95,6 +104,7 @@ class Index:
     owners: dict[str, np.ndarray]  # by encoder role: the passage of each unit (row)
     hubness: dict[str, np.ndarray] = field(default_factory=dict)  # by role, where computed: see dense.hubness
     documents: dict[str, Document] = field(default_factory=dict)  # canonical text of each document, by id
+    late: tuple[np.ndarray, np.ndarray] | None = None  # token rows and per-passage offsets (rag/late.py), when built
 
     @cached_property
     def titles(self) -> dict[str, str]:
@@ -163,6 +173,7 @@ def _load_checked(settings: Settings, path: Path, manifest: dict[str, Any], fix:
         owners = {role: np.load(path / f"owners-{role}.npy", allow_pickle=False) for role in roles}
         hubs = {role: np.load(path / f"hubness-{role}.npy", allow_pickle=False) for role in manifest.get("hubness", {})}
         keyword_index = keyword.load(path / "keyword")
+        late_rows = late.load_rows(path, manifest, len(passages))
         search = stores.open_store(settings, path, manifest, keyword_index)
     except RagError:
         raise
@@ -176,7 +187,7 @@ def _load_checked(settings: Settings, path: Path, manifest: dict[str, Any], fix:
             rows.add(len(hubs[role]))
         if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
             raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
-    return Index(path, manifest, passages, embeddings, search, keyword_index, owners, hubs, documents)
+    return Index(path, manifest, passages, embeddings, search, keyword_index, owners, hubs, documents, late_rows)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -268,7 +279,8 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     live, damaged = live_version_or_note(settings.index_dir)
     if damaged:
         print(f"note: {damaged}", file=sys.stderr)
-    previous = read_previous(live, identities, FORMAT_VERSION, reuse=not full)
+    projection = late.load_projection() if settings.late_tokens else None
+    previous = read_previous(live, identities, FORMAT_VERSION, reuse=not full, late=projection.version if projection else "")
     if previous.note:
         print(f"note: {previous.note}", file=sys.stderr)
     docs, skipped = load_corpus(settings.corpus_dir, cached=previous.documents)  # unchanged files are not parsed again
@@ -287,16 +299,25 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     keys: dict[str, list[bytes]] = {}
     owners: dict[str, list[int]] = {}
     touched: set[int] = set()  # passages with at least one unit embedded afresh
+    token_rows: list[np.ndarray] | None = None
     for role, identity in identities.items():
         texts, owners[role] = embedding_units(passages, units[role])
         keys[role] = embedding_keys(identity, texts)
         todo = previous.missing(role, keys[role], texts)
-        new = None
+        with_tokens = role == PRIMARY and projection is not None
+        if with_tokens:
+            todo = previous.missing_tokens(keys[role], texts, todo)
+        new, new_rows = None, None
         if todo:
             stage(f"embedding {len(todo)} of {len(texts)} {units[role]}s ({role})")
             encoder = _encoder(encoders(), role, settings)
-            new = encoder.encode_passages(list(todo.values()), progress=progress)
+            if with_tokens and getattr(encoder, "has_tokens", False):  # the vectors and token rows of one pass
+                new, new_rows = encoder.passage_tokens(list(todo.values()), projection, progress=progress)  # type: ignore[attr-defined]
+            else:
+                new = encoder.encode_passages(list(todo.values()), progress=progress)
         vectors[role] = previous.assemble(role, keys[role], list(todo), new)
+        if with_tokens:
+            token_rows = previous.assemble_tokens(keys[role], list(todo), new_rows)
         touched.update(owner for owner, key in zip(owners[role], keys[role], strict=True) if key in todo)
     embedded = len(touched)
     _pause("embedded")
@@ -318,6 +339,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             np.save(tmp / f"embeddings-{role}.npy", matrix, allow_pickle=False)
             np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
             save_keys(keys[role], tmp / f"keys-{role}.npy")
+        late_info = late.save_rows(tmp, token_rows, projection) if token_rows is not None and projection is not None else None
         stage("measuring hubness")
         hub_kinds = {}
         for role, hubs in hubness_by_role(vectors).items():
@@ -336,6 +358,7 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             "store": built["store"],
             "dense_index": built["dense_index"],
             "hubness": hub_kinds,
+            "late": late_info,  # late interaction's token rows (rag/late.py), or None when not built
             "keyword_index": "bm25s over jieba search-mode tokens",
             "confidence": confidence_model,  # the model `answerable` was built to be read with (rag/confidence.py)
             "corpus": {"dir": str(settings.corpus_dir), "files": {d.id: d.sha256 for d in docs}},

@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense, rerank
+from rag import answerable, confidence, dense, late, rerank
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
-from rag.encoders import PRIMARY, SECOND, Encoder
+from rag.encoders import PRIMARY, SECOND, TOKENS, Encoder
 from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, translate_english
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
@@ -115,9 +115,32 @@ class Retriever:
             hits = Ranking(hits.ids[order], scores[order])
         return dense.best_per_passage(hits, owners, depth)
 
-    def query_vectors(self, question: str) -> dict[str, np.ndarray]:
-        """The question embedded by each dense encoder, by role."""
-        return {role: self.encoders[role].encode_queries([question])[0] for role in (PRIMARY, SECOND) if role in self.encoders}
+    def query_vectors(self, question: str, tokens: bool = False) -> dict[str, np.ndarray]:
+        """The question embedded by each dense encoder, by role; with `tokens`, also the primary
+        encoder's token rows (rag/late.py) under TOKENS, from the same forward pass."""
+        primary = self.encoders[PRIMARY]
+        out = {}
+        if tokens and getattr(primary, "has_tokens", False):
+            vectors, rows = primary.queries_with_tokens([question])  # type: ignore[attr-defined]
+            out[PRIMARY], out[TOKENS] = vectors[0], rows[0]
+        else:
+            out[PRIMARY] = primary.encode_queries([question])[0]
+        if SECOND in self.encoders:
+            out[SECOND] = self.encoders[SECOND].encode_queries([question])[0]
+        return out
+
+    def wants_tokens(self, index: Index, lang: str) -> bool:
+        """Whether a search of this index in this language uses late interaction (and so embeds the question's tokens)."""
+        return index.late is not None and self.settings.late_weight(lang) > 0 and bool(getattr(self.encoders[PRIMARY], "has_tokens", False))
+
+    def late_fused(self, index: Index, lang: str, rankings: list[Ranking], weights: list[float], fused: Ranking,
+                   vectors: dict[str, np.ndarray]) -> Ranking:  # fmt: skip
+        """The three signals' fusion again with late interaction's MaxSim over their fused top candidates
+        as a fourth signal (rag/late.py); `fused` as it was when the index or the question has no token rows."""
+        if index.late is None or TOKENS not in vectors or not self.settings.late_weight(lang):
+            return fused
+        scored = late.maxsim(vectors[TOKENS], *index.late, fused.ids[: self.settings.late_depth])
+        return self.fuse([*rankings, scored], [*weights, self.settings.late_weight(lang)]) if scored.ids.size else fused
 
     def rankings(
         self, question: str, index: Index, keywords: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None
@@ -152,16 +175,17 @@ class Retriever:
         index = self._index
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
-        vectors = self.query_vectors(question) if vectors is None else vectors
+        vectors = self.query_vectors(question, self.wants_tokens(index, lang)) if vectors is None else vectors
         rankings = self.rankings(question, index, keywords, vectors)
         if exclude is not None and exclude.size:
             rankings = [Ranking(r.ids[keep], r.scores[keep]) for r in rankings for keep in [~np.isin(r.ids, exclude)]]
         weights = self.settings.weights(lang)
-        fused = self.fuse(rankings, weights)
-        ranked = fused  # the fused top candidates reordered by the learned ranker, when on (rag/rerank.py)
+        fused = self.fuse(rankings, weights)  # the three signals: what the confidence model was trained on
+        ranked = self.late_fused(index, lang, rankings, weights, fused, vectors)
+        # the fused top candidates reordered by the learned ranker, when on (rag/rerank.py)
         if self.ranker is not None:
-            x = rerank.features_of(self, index, question, lang, rankings, weights, fused, units, vectors, self.ranker.depth)
-            ranked = rerank.reorder(self.ranker, lang, fused, x)
+            x = rerank.features_of(self, index, question, lang, rankings, weights, ranked, units, vectors, self.ranker.depth)
+            ranked = rerank.reorder(self.ranker, lang, ranked, x)
         hits = []
         for rank, (pid, score) in enumerate(zip(ranked.ids[:top_k].tolist(), ranked.scores[:top_k].tolist(), strict=True), start=1):
             passage = index.passages[pid]

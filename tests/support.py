@@ -52,6 +52,21 @@ class CountingEncoder:
         self.texts.extend(texts)
         return self.inner.encode_passages(texts, progress)
 
+    @property
+    def has_tokens(self) -> bool:
+        return bool(getattr(self.inner, "has_tokens", False))
+
+    @property
+    def projection(self) -> Any:
+        return self.inner.projection  # type: ignore[attr-defined]
+
+    def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        self.texts.extend(texts)
+        return self.inner.passage_tokens(texts, projection, progress)  # type: ignore[attr-defined, no-any-return]
+
+    def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.inner.queries_with_tokens(texts)  # type: ignore[attr-defined, no-any-return]
+
 
 def counting(encoders: dict[str, Encoder]) -> dict[str, CountingEncoder]:
     return {role: CountingEncoder(enc) for role, enc in encoders.items()}

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support import CountingEncoder, free_port, write_corpus
 
@@ -68,6 +69,10 @@ def test_ray_vectors_equal_the_local_paths(ray_built: tuple[Index, dict[str, Cou
         assert got.shape == local.shape and len(got) > 50, role
         cosine = (got * local).sum(1)
         assert cosine.min() >= MIN_COSINE, (role, float(cosine.min()), int(cosine.argmin()))
+    # late interaction's token rows come back from the actors too, the same as a local build's
+    assert index.late is not None and local_index.late is not None
+    assert np.array_equal(index.late[1], local_index.late[1])
+    assert np.allclose(index.late[0].astype(np.float32), local_index.late[0].astype(np.float32), atol=2e-3)
 
 
 def test_ray_build_gives_the_same_search_results(

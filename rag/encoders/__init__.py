@@ -11,6 +11,7 @@ from rag.errors import RagError
 
 PRIMARY = "primary"
 SECOND = "second"
+TOKENS = "tokens"  # not an encoder: the primary encoder's token rows of a question (rag/late.py), in a vectors dict
 
 
 class Encoder(Protocol):

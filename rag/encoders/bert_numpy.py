@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,8 +161,14 @@ class NumpyBert:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; a batch is padded to its longest text and masked."""
+        return self.encode_with_states(texts)[0]
+
+    def encode_with_states(
+        self, texts: list[str], states: Callable[[np.ndarray, list[int]], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode`, and per text `states(its last hidden states, its token ids)` from the same pass (rag/late.py)."""
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), []
         encodings = self.tokenizer.encode_batch(texts)
         batch, length = len(texts), max(len(e.ids) for e in encodings)
         ids = np.full((batch, length), self.pad_id, dtype=np.int64)
@@ -175,7 +182,8 @@ class NumpyBert:
         for layer in self.layers:
             x = self._block(x, layer, attend)
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+        rows = [states(x[i, : len(e.ids)], e.ids) for i, e in enumerate(encodings)] if states is not None else []
+        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32), rows
 
     def _block(self, x: np.ndarray, layer: Layer, attend: np.ndarray) -> np.ndarray:
         """Post-norm transformer block: self-attention, then the feed-forward, each with a residual."""

@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from rag.errors import RagError
 from rag.hashing import file_sha256
 
 #: Bump when the derived file changes (export or quantisation options), so caches are redone.
-DERIVE_VERSION = 1
+DERIVE_VERSION = 2  # 2: the graph also outputs the last hidden states (rag/late.py reads them)
 MODEL_FILE = "model.onnx"
 INFO_FILE = "derived.json"
 #: The derived model must agree with fp32 at least this well on the check sentences (measured ~0.997).
@@ -113,7 +114,8 @@ def ensure_int8(source: Path, cache_dir: Path, progress: bool = True) -> Path:
 
 
 def export_fp32(source: Path, path: Path) -> Any:
-    """`source`'s BERT as an fp32 ONNX graph with mean pooling inside; returns the torch model."""
+    """`source`'s BERT as an fp32 ONNX graph with mean pooling inside, and its last hidden states as a
+    second output (the token vectors of rag/late.py); returns the torch model."""
     import torch
     from transformers import AutoModel
 
@@ -123,8 +125,9 @@ def export_fp32(source: Path, path: Path) -> Any:
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python branches
         torch.onnx.export(
             _mean_pooled(model), (ids, torch.ones_like(ids)), str(path),
-            input_names=["input_ids", "attention_mask"], output_names=["pooled"], opset_version=17, dynamo=False,
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}},
+            input_names=["input_ids", "attention_mask"], output_names=["pooled", "hidden"], opset_version=17,
+            dynamo=False, dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                                        "pooled": {0: "batch"}, "hidden": {0: "batch", 1: "tokens"}},
         )  # fmt: skip
     return model
 
@@ -175,7 +178,7 @@ def derive(source: Path, dest: Path) -> None:
 
 
 def _mean_pooled(model: Any) -> Any:
-    """The exported graph: BERT's last hidden states mean-pooled over real tokens (not normalised)."""
+    """The exported graph: BERT's last hidden states mean-pooled over real tokens (not normalised), and the states."""
     import torch
 
     class MeanPooled(torch.nn.Module):
@@ -183,10 +186,10 @@ def _mean_pooled(model: Any) -> Any:
             super().__init__()
             self.bert = model
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), hidden
 
     return MeanPooled().eval()
 
@@ -238,8 +241,32 @@ class OnnxInt8Bert:
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
     def _one(self, ids: list[int]) -> np.ndarray:
+        return self._run(ids, ["pooled"])[0]
+
+    def _run(self, ids: list[int], outputs: list[str]) -> list[np.ndarray]:
         tokens = np.asarray([ids], dtype=np.int64)
-        return np.asarray(self.session.run(None, {"input_ids": tokens, "attention_mask": np.ones_like(tokens)})[0][0])
+        return [np.asarray(o[0]) for o in self.session.run(outputs, {"input_ids": tokens, "attention_mask": np.ones_like(tokens)})]
+
+    def encode_with_states(
+        self, texts: list[str], states: Callable[[np.ndarray, list[int]], np.ndarray], progress: bool = False, desc: str = "embedding"
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode`, and per text `states(last hidden states, token ids)` from the same run (rag/late.py's token rows)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rows: list[np.ndarray] = [np.zeros(0)] * len(texts)
+        if not texts:
+            return out, rows
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray]:
+            pooled, hidden = self._run(ids[i], ["pooled", "hidden"])
+            return pooled, states(hidden, ids[i])
+
+        with progress_bar(len(texts), progress, desc) as bar, ThreadPoolExecutor(self.threads) as pool:
+            for i, (vector, kept) in zip(order, pool.map(one, order), strict=True):
+                out[i], rows[i] = vector, kept
+                bar.update(1)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12), rows
 
     def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:
         """(len(texts), dim) float32 unit vectors, in the order of `texts`."""

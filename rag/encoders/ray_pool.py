@@ -158,16 +158,25 @@ def load_role(settings: Settings, role: str, threads: int) -> Encoder:
 class EmbedActor:
     """One Ray Data actor: loads its encoder once, then embeds batches of {"pos", "text"} rows."""
 
-    def __init__(self, settings: Settings, role: str, threads: int):
+    def __init__(self, settings: Settings, role: str, threads: int, tokens: bool = False):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a worker never reaches for a model hub
         self.encoder = load_role(settings, role, threads)
+        self.tokens = tokens  # also each passage's token rows (rag/late.py), from the same run
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cpu = time.process_time()
-        vectors = self.encoder.encode_passages([str(t) for t in batch["text"]])
-        rows = len(batch["pos"])
-        spent = np.full(rows, (time.process_time() - cpu) / max(1, rows))  # CPU-seconds per row, for RayEncoder.timings
-        return {"pos": np.asarray(batch["pos"], dtype=np.int64), "vector": np.asarray(vectors, dtype=np.float32), "cpu_s": spent}
+        texts = [str(t) for t in batch["text"]]
+        out: dict[str, np.ndarray] = {}
+        if self.tokens:
+            vectors, rows = self.encoder.passage_tokens(texts)  # type: ignore[attr-defined]
+            out["tokens"] = np.empty(len(rows), dtype=object)  # ragged: one (tokens, dim) array a row
+            for i, r in enumerate(rows):
+                out["tokens"][i] = r
+        else:
+            vectors = self.encoder.encode_passages(texts)
+        rows_n = len(batch["pos"])
+        spent = np.full(rows_n, (time.process_time() - cpu) / max(1, rows_n))  # CPU-seconds per row, for RayEncoder.timings
+        return out | {"pos": np.asarray(batch["pos"], dtype=np.int64), "vector": np.asarray(vectors, dtype=np.float32), "cpu_s": spent}
 
 
 class RayEncoder:
@@ -197,13 +206,34 @@ class RayEncoder:
 
             ensure_int8(Path(self.local.path), self.settings.cache_dir)
 
+    @property
+    def has_tokens(self) -> bool:
+        return bool(getattr(self.local, "has_tokens", False))
+
+    @property
+    def projection(self) -> Any:
+        return self.local.projection  # type: ignore[attr-defined]
+
+    def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.local.queries_with_tokens(texts)  # type: ignore[attr-defined]
+
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """`texts` through the actor pool, longest first (batches of similar lengths), reassembled by position."""
+        return self._pool(texts, progress, tokens=False)[0]
+
+    def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode_passages`, and each passage's token rows from the actors' same runs (with the shipped projection)."""
+        if projection is not None and projection.version != self.projection.version:
+            raise RagError(f"Ray actors project token rows with {self.projection.version}, not {projection.version}")
+        return self._pool(texts, progress, tokens=True)
+
+    def _pool(self, texts: list[str], progress: bool, tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         import ray.data
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        kept: list[np.ndarray] = [np.zeros(0)] * len(texts)
         if not texts:
-            return out
+            return out, kept
         self._prepare()
         self.timings = {"worker_cpu_s": 0.0}
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -211,7 +241,7 @@ class RayEncoder:
         blocks = max(self.workers, math.ceil(len(items) / self.batch_size))
         dataset = ray.data.from_items(items, override_num_blocks=min(blocks, 1000)).map_batches(
             EmbedActor,
-            fn_constructor_kwargs={"settings": self.settings, "role": self.role, "threads": self.worker_cpus},
+            fn_constructor_kwargs={"settings": self.settings, "role": self.role, "threads": self.worker_cpus, "tokens": tokens},
             batch_size=self.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.workers),
@@ -224,6 +254,8 @@ class RayEncoder:
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     self.timings.setdefault("first_batch_s", time.perf_counter() - started)
                     out[batch["pos"]] = batch["vector"]
+                    for pos, rows in zip(batch["pos"].tolist(), batch["tokens"] if tokens else [], strict=False):
+                        kept[pos] = np.asarray(rows)
                     self.timings["worker_cpu_s"] += float(batch["cpu_s"].sum())
                     done[batch["pos"]] = True
                     bar.update(len(batch["pos"]))
@@ -234,7 +266,7 @@ class RayEncoder:
         self.timings["total_s"] = time.perf_counter() - started
         if not done.all():
             raise RagError(f"embedding with Ray returned {int(done.sum())} of {len(texts)} vectors")
-        return out
+        return out, kept
 
 
 def ray_encoders(settings: Settings, local: Mapping[str, Encoder], resources: Mapping[str, float]) -> dict[str, RayEncoder]:

@@ -57,6 +57,7 @@ class SentenceEncoder:
         self._numpy: Any = None
         self._counter: Any = None
         self._fast: Any = None
+        self._projection: Any = None
         self.fast_file: Path | None = None
         self.threads = threads
         self.cache_dir = cache_dir
@@ -155,6 +156,62 @@ class SentenceEncoder:
         if not english.all():
             out[~english] = self._plain_queries([t for t, e in zip(texts, english, strict=True) if not e])
         return out
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether this encoder gives token rows for late interaction (rag/late.py): a plain BERT
+        mean-pooling folder (queries through numpy) does, with either passage engine."""
+        return self._numpy is not None
+
+    @property
+    def projection(self) -> Any:
+        if self._projection is None:
+            from rag import late
+
+            self._projection = late.load_projection()
+        return self._projection
+
+    def _rows(self, prompt: str, projection: Any = None) -> Any:
+        from rag import late
+
+        tokenizer = self._numpy.tokenizer
+        return late.token_rows(projection or self.projection, late.skipped_ids(tokenizer), late.prompt_pieces(tokenizer, prompt))
+
+    def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode_queries`, and each question's token rows from the same pass (English through the adapter too)."""
+        if not self.has_tokens:
+            return self.encode_queries(texts), [np.zeros((0, 0), dtype=np.float16)] * len(texts)
+        rows, out, kept = self._rows(self.query_prompt), np.zeros((len(texts), self.dim), dtype=np.float32), [np.zeros(0)] * len(texts)
+        english = [self._english is not None and detect_language(t) == "en" for t in texts]
+        for model, flag in ((self._english, True), (self._numpy, False)):
+            picked = [i for i, e in enumerate(english) if e == flag]
+            for start in range(0, len(picked), self.batch_size):
+                chunk = picked[start : start + self.batch_size]
+                vectors, states = model.encode_with_states([self.query_prompt + texts[i] for i in chunk], rows)
+                for j, i in enumerate(chunk):
+                    out[i], kept[i] = vectors[j], states[j]
+        return out, kept
+
+    def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode_passages` through the int8 engine, and each passage's token rows from the same run."""
+        if not self.has_tokens:
+            raise RagError(f"late interaction needs a plain BERT mean-pooling model; {self.name!r} is not. Set RAG_LATE_TOKENS=0")
+        rows_of = self._rows(self.passage_prompt, projection)
+        if self.passage_engine == "onnx-int8":
+            prompted = [self.passage_prompt + t for t in texts]
+            vectors, rows = self.fast.encode_with_states(prompted, rows_of, progress, desc="e5 passages")
+            return np.asarray(vectors), rows
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        kept: list[np.ndarray] = [np.zeros(0)] * len(texts)
+        for start in range(0, len(texts), self.batch_size):  # fp32: every output of one pass (vectors, states, ids)
+            chunk = self.model.encode(texts[start : start + self.batch_size], prompt=self.passage_prompt, output_value=None,
+                                      batch_size=self.batch_size, show_progress_bar=False)  # fmt: skip
+            for i, features in enumerate(chunk, start=start):
+                mask = np.asarray(features["attention_mask"].cpu()).astype(bool)
+                out[i] = np.asarray(features["sentence_embedding"].float().cpu())
+                ids = np.asarray(features["input_ids"].cpu())[mask].tolist()
+                kept[i] = rows_of(np.asarray(features["token_embeddings"].float().cpu())[mask], ids)
+        return out, kept
 
     def _plain_queries(self, texts: list[str]) -> np.ndarray:
         """Queries (few, short): numpy when the folder allows it, else straight through the model's

@@ -1,0 +1,132 @@
+"""Late interaction (rag/late.py): MaxSim, the token rows an index keeps, and how a search uses them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import counting, write_corpus
+
+from rag import late
+from rag.config import Settings
+from rag.encoders import PRIMARY, TOKENS, Encoder
+from rag.errors import IndexInvalidError
+from rag.index import build_index, current_version, load_index
+from rag.late import TOKEN_OFFSETS
+from rag.late import TOKENS as TOKENS_FILE
+from rag.retrieve import Retriever
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_maxsim_is_the_mean_of_each_question_tokens_best_match() -> None:
+    rng = np.random.default_rng(0)
+    rows = [_unit(rng.normal(size=(n, 8))).astype(np.float16) for n in (3, 0, 5, 1)]  # passage 1 has no token rows
+    matrix, offsets = late.pack(rows, 8)
+    assert [len(r) for r in late.unpack(matrix, offsets)] == [3, 0, 5, 1]
+    query = _unit(rng.normal(size=(4, 8))).astype(np.float32)
+    ranking = late.maxsim(query, matrix, offsets, np.array([3, 1, 0, 2]))
+    expected = {i: float((query @ rows[i].astype(np.float32).T).max(1).mean()) for i in (0, 2, 3)}
+    assert sorted(ranking.ids.tolist()) == [0, 2, 3]  # a passage without rows is no candidate
+    assert ranking.ids.tolist() == sorted(expected, key=lambda i: -expected[i])
+    assert np.allclose(ranking.scores, [expected[i] for i in ranking.ids.tolist()], atol=1e-5)
+    assert late.maxsim(query[:0], matrix, offsets, np.array([0])).ids.size == 0
+    assert late.maxsim(query, matrix, offsets, np.array([1])).ids.size == 0
+
+
+def test_token_rows_are_the_texts_own_words_projected(encoders: dict[str, Encoder]) -> None:
+    e5 = encoders[PRIMARY]
+    projection = e5.projection  # type: ignore[attr-defined]
+    assert projection.version == "token-pca128-v1" and projection.dim == 128
+    tokenizer = e5._numpy.tokenizer  # type: ignore[attr-defined]
+    text = "外国人怎么激活医保电子凭证"
+    words = [t for t in tokenizer.encode(text, add_special_tokens=False).tokens if t != "▁"]
+    vectors, rows = e5.passage_tokens([text])  # type: ignore[attr-defined]
+    assert np.allclose(vectors, e5.encode_passages([text]), atol=1e-6)  # the same run gives both
+    assert rows[0].shape == (len(words), 128) and rows[0].dtype == np.float16
+    assert np.allclose(np.linalg.norm(rows[0].astype(np.float32), axis=1), 1, atol=1e-2)
+    q_vectors, q_rows = e5.queries_with_tokens([text, "How do I activate the e-voucher?"])  # type: ignore[attr-defined]
+    assert np.allclose(q_vectors, e5.encode_queries([text, "How do I activate the e-voucher?"]), atol=1e-6)
+    assert len(q_rows[0]) == len(words)  # "query:" is not matched
+    # A question's tokens find the same words in a passage that holds them, better than in one that does not.
+    _, passages = e5.passage_tokens(["外国人可以用护照激活医保电子凭证。", "药店扫码支付时出示二维码。"])  # type: ignore[attr-defined]
+    matrix, offsets = late.pack(passages, 128)
+    assert late.maxsim(q_rows[0].astype(np.float32), matrix, offsets, np.array([0, 1])).ids.tolist() == [0, 1]
+
+
+@pytest.fixture
+def small(settings: Settings, tmp_path: Path) -> Settings:
+    return replace(settings, corpus_dir=write_corpus(tmp_path / "corpus"), index_dir=tmp_path / "index")
+
+
+def test_build_keeps_token_rows_and_an_incremental_build_reuses_them(small: Settings, encoders: dict[str, Encoder]) -> None:
+    first = build_index(small, encoders, progress=False)
+    before = load_index(small)
+    assert before.late is not None and before.manifest["late"]["projection"] == "token-pca128-v1"
+    matrix, offsets = before.late
+    assert len(offsets) == len(before.passages) + 1 and offsets[-1] == len(matrix) == before.manifest["late"]["tokens"]
+    (small.corpus_dir / "new.txt").write_text("Quokka permits\nThe quokka permit office in Lanzhou opens at 7:15.\n", encoding="utf-8")
+    counted = counting(encoders)
+    again = build_index(small, counted, progress=False)
+    assert again.embedded == 1 and counted[PRIMARY].texts and len(counted[PRIMARY].texts) == 1
+    after = load_index(small)
+    assert after.late is not None and first.path != again.path
+    old_rows = {p: r for p, r in zip(before.passages, late.unpack(*before.late), strict=True)}
+    for passage, rows in zip(after.passages, late.unpack(*after.late), strict=True):
+        if passage in old_rows:
+            assert np.array_equal(rows, old_rows[passage])  # reused, not recomputed
+    # Each passage's rows are what the encoder gives for its text alone (the int8 engine runs each text alone).
+    from rag.chunk import embedding_text
+
+    fresh = encoders[PRIMARY].passage_tokens([embedding_text(p) for p in after.passages])[1]  # type: ignore[attr-defined]
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, late.unpack(*after.late), strict=True))
+
+
+def test_an_index_without_token_rows_searches_and_the_next_build_adds_them(small: Settings, encoders: dict[str, Encoder]) -> None:
+    off = replace(small, late_tokens=False)
+    build_index(off, encoders, progress=False)
+    plain = load_index(off)
+    assert plain.late is None and plain.manifest["late"] is None
+    assert not (current_version(small.index_dir) / TOKENS_FILE).exists()  # type: ignore[operator]
+    retriever = Retriever(small, encoders, plain)
+    assert not retriever.wants_tokens(plain, "zh")
+    assert retriever.search("孩子可以绑定到父母的医保账户吗", 1)[0].passage.doc_id == "family/kids.txt"
+    report = build_index(small, encoders, progress=False)
+    assert report.embedded == report.passages  # every passage needed its token rows
+    assert load_index(small).late is not None
+
+
+def test_token_rows_that_do_not_match_the_passages_are_one_clear_error(small: Settings, encoders: dict[str, Encoder]) -> None:
+    build_index(small, encoders, progress=False)
+    version = current_version(small.index_dir)
+    assert version is not None
+    offsets = np.load(version / TOKEN_OFFSETS)
+    np.save(version / TOKEN_OFFSETS, offsets[:-1])
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    import hashlib
+
+    manifest["files"][TOKEN_OFFSETS] = hashlib.sha256((version / TOKEN_OFFSETS).read_bytes()).hexdigest()  # past the checksum
+    (version / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexInvalidError, match="token rows do not match its"):
+        load_index(small)
+
+
+def test_late_interaction_reorders_the_fused_top_only_when_weighted(retriever: Retriever) -> None:
+    index, question = retriever.index, "外国人可以用哪些证件激活医保电子凭证？"
+    vectors = retriever.query_vectors(question, tokens=True)
+    assert TOKENS in vectors and vectors[TOKENS].shape[1] == 128
+    rankings = retriever.rankings(question, index, vectors=vectors)
+    weights = retriever.settings.weights("zh")
+    fused = retriever.fuse(rankings, weights)
+    ranked = retriever.late_fused(index, "zh", rankings, weights, fused, vectors)
+    scored = late.maxsim(vectors[TOKENS], *index.late, fused.ids[: retriever.settings.late_depth])  # type: ignore[misc]
+    assert np.array_equal(ranked.ids, retriever.fuse([*rankings, scored], [*weights, retriever.settings.late_weight("zh")]).ids)
+    off = Retriever(replace(retriever.settings, late_weight_zh=0.0), retriever.encoders, index)
+    assert retriever.wants_tokens(index, "zh") and not off.wants_tokens(index, "zh")
+    assert off.late_fused(index, "zh", rankings, weights, fused, vectors) is fused
+    assert [h.passage for h in off.search(question, 5)] == [index.passages[i] for i in fused.ids[:5].tolist()]
