@@ -46,11 +46,17 @@ def load_rows(folder: Path, manifest: dict[str, Any], passages: int) -> tuple[np
 
 
 class Projection(NamedTuple):
-    """x -> unit((unit(x) - mean) @ components): what a token's hidden state becomes before MaxSim."""
+    """x -> unit((unit(x) - mean) @ components): what a token's hidden state becomes before MaxSim.
+
+    English questions are centred on `english_mean` instead (the mean of public English questions'
+    token vectors), when the file has one: English and Chinese tokens sit around different centres,
+    and an English token centred on the Chinese mean keeps its language's offset, which then
+    outweighs what it means."""
 
     version: str
     mean: np.ndarray  # (hidden,)
     components: np.ndarray  # (hidden, dim)
+    english_mean: np.ndarray | None = None  # (hidden,)
 
     @property
     def dim(self) -> int:
@@ -61,29 +67,37 @@ def load_projection(path: Path = PROJECTION_FILE) -> Projection:
     """The shipped projection (or another file of the same layout); a bad file is one error line."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            projection = Projection(str(data["version"]), data["mean"].astype(np.float32), data["components"].astype(np.float32))
+            english = data["english_mean"].astype(np.float32) if "english_mean" in data.files else None
+            projection = Projection(str(data["version"]), data["mean"].astype(np.float32), data["components"].astype(np.float32), english)
     except (OSError, ValueError, KeyError) as exc:
         raise RagError(f"cannot read the token projection {path}: {exc}; reinstall the package") from exc
-    if projection.mean.shape != projection.components.shape[:1]:
+    if projection.mean.shape != projection.components.shape[:1] or (english is not None and english.shape != projection.mean.shape):
         raise RagError(f"the token projection {path} is damaged (mean {projection.mean.shape}, components {projection.components.shape})")
     return projection
 
 
 def save_projection(path: Path, projection: Projection) -> None:
-    np.savez(path, version=np.array(projection.version), mean=projection.mean, components=projection.components.astype(np.float32))
+    arrays = {"version": np.array(projection.version), "mean": projection.mean, "components": projection.components.astype(np.float32)}
+    if projection.english_mean is not None:
+        arrays["english_mean"] = projection.english_mean
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
-def token_rows(projection: Projection, skip: frozenset[int], prompt_pieces: int) -> Callable[[np.ndarray, Sequence[int]], np.ndarray]:
+def token_rows(
+    projection: Projection, skip: frozenset[int], prompt_pieces: int, english: bool = False
+) -> Callable[[np.ndarray, Sequence[int]], np.ndarray]:
     """What an encoder keeps of one text's (tokens, hidden) states: projected unit rows of its own words.
 
     Dropped: position 0 (<s>), the prompt's `prompt_pieces` after it ("query:", "passage:"), and the
-    `skip` ids (</s>, padding, the bare word-start piece "▁" that carries no word).
+    `skip` ids (</s>, padding, the bare word-start piece "▁" that carries no word). `english`: an
+    English question's rows, centred on the projection's English mean when it has one.
     """
+    mean = projection.english_mean if english and projection.english_mean is not None else projection.mean
 
     def rows(hidden: np.ndarray, ids: Sequence[int]) -> np.ndarray:
         keep = [i for i, t in enumerate(ids) if i > prompt_pieces and t not in skip]
         x = np.asarray(hidden[keep], dtype=np.float32)
-        x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) - projection.mean) @ projection.components
+        x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) - mean) @ projection.components
         return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(DTYPE)
 
     return rows

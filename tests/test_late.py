@@ -53,6 +53,14 @@ def test_token_rows_are_the_texts_own_words_projected(encoders: dict[str, Encode
     q_vectors, q_rows = e5.queries_with_tokens([text, "How do I activate the e-voucher?"])  # type: ignore[attr-defined]
     assert np.allclose(q_vectors, e5.encode_queries([text, "How do I activate the e-voucher?"]), atol=1e-6)
     assert len(q_rows[0]) == len(words)  # "query:" is not matched
+    # An English question's rows are centred on the English questions' mean, a Chinese one's on the passages'.
+    assert projection.english_mean is not None and projection.english_mean.shape == projection.mean.shape
+    english = "How do I activate the e-voucher?"
+    adapted = e5._english  # type: ignore[attr-defined]
+    for centred, mean in ((True, projection.english_mean), (False, projection.mean)):
+        rows_of = late.token_rows(projection._replace(mean=mean, english_mean=None), late.skipped_ids(tokenizer), 3)
+        _, states = adapted.encode_with_states([e5.query_prompt + english], rows_of)  # type: ignore[attr-defined]
+        assert np.allclose(states[0].astype(np.float32), q_rows[1].astype(np.float32), atol=1e-3) == centred
     # A question's tokens find the same words in a passage that holds them, better than in one that does not.
     _, passages = e5.passage_tokens(["外国人可以用护照激活医保电子凭证。", "药店扫码支付时出示二维码。"])  # type: ignore[attr-defined]
     matrix, offsets = late.pack(passages, 128)

@@ -171,19 +171,22 @@ class SentenceEncoder:
             self._projection = late.load_projection()
         return self._projection
 
-    def _rows(self, prompt: str, projection: Any = None) -> Any:
+    def _rows(self, prompt: str, projection: Any = None, english: bool = False) -> Any:
         from rag import late
 
         tokenizer = self._numpy.tokenizer
-        return late.token_rows(projection or self.projection, late.skipped_ids(tokenizer), late.prompt_pieces(tokenizer, prompt))
+        skip, pieces = late.skipped_ids(tokenizer), late.prompt_pieces(tokenizer, prompt)
+        return late.token_rows(projection or self.projection, skip, pieces, english)
 
-    def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def queries_with_tokens(self, texts: list[str], projection: Any = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """`encode_queries`, and each question's token rows from the same pass (English through the adapter too)."""
         if not self.has_tokens:
             return self.encode_queries(texts), [np.zeros((0, 0), dtype=np.float16)] * len(texts)
-        rows, out, kept = self._rows(self.query_prompt), np.zeros((len(texts), self.dim), dtype=np.float32), [np.zeros(0)] * len(texts)
-        english = [self._english is not None and detect_language(t) == "en" for t in texts]
-        for model, flag in ((self._english, True), (self._numpy, False)):
+        out, kept = np.zeros((len(texts), self.dim), dtype=np.float32), [np.zeros(0)] * len(texts)
+        english = [detect_language(t) == "en" for t in texts]
+        for flag in (True, False):  # English questions: the adapted weights (when on), centred on the English mean
+            model = self._english if flag and self._english is not None else self._numpy
+            rows = self._rows(self.query_prompt, projection, english=flag)
             picked = [i for i, e in enumerate(english) if e == flag]
             for start in range(0, len(picked), self.batch_size):
                 chunk = picked[start : start + self.batch_size]
