@@ -78,7 +78,8 @@ def index_in_memory(
         texts, owned_by = embedding_units(passages, units.get(role, "passage"))
         if role == PRIMARY and (settings is None or settings.late_tokens) and getattr(enc, "has_tokens", False):
             vectors[role], rows = enc.passage_tokens(texts, progress=progress)  # type: ignore[attr-defined]
-            late_rows = late.pack(rows, enc.projection.dim)  # type: ignore[attr-defined]
+            matrix, offsets = late.pack(rows, enc.projection.dim)  # type: ignore[attr-defined]
+            late_rows = (late.searchable(matrix), offsets)
         else:
             vectors[role] = enc.encode_passages(texts, progress=progress)
         owners[role] = np.array(owned_by, dtype=np.int64)

@@ -41,21 +41,16 @@ def zscore(rankings: list[Ranking], weights: list[float]) -> Ranking:
     one signal is confident. A candidate missing from a signal's list gets that list's lowest
     z-score, as if it ranked just below it.
     """
-    fused: dict[int, float] = {}
-    standardised = []
-    for ranking, weight in zip(rankings, weights, strict=True):
-        if weight == 0 or ranking.ids.size == 0:
-            continue
+    taking_part = [(r, w) for r, w in zip(rankings, weights, strict=True) if w != 0 and r.ids.size]
+    if not taking_part:
+        return empty()
+    ids = np.unique(np.concatenate([r.ids for r, _ in taking_part]).astype(np.int64))
+    fused = np.zeros(ids.size, dtype=np.float64)
+    for ranking, weight in taking_part:
         scores = ranking.scores.astype(np.float64)
         z = (scores - scores.mean()) / (scores.std() + 1e-9)
-        standardised.append((dict(zip(ranking.ids.tolist(), z.tolist(), strict=True)), float(z.min()), weight))
-        for pid in ranking.ids.tolist():
-            fused.setdefault(pid, 0.0)
-    for pid in fused:
-        fused[pid] = sum(weight * table.get(pid, floor) for table, floor, weight in standardised)
-    if not fused:
-        return empty()
-    ids = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
-    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
-    order = np.lexsort((ids, -scores))
-    return Ranking(ids[order], scores[order].astype(np.float32))
+        column = np.full(ids.size, z.min())
+        column[np.searchsorted(ids, ranking.ids)] = z
+        fused += weight * column
+    order = np.lexsort((ids, -fused))
+    return Ranking(ids[order], fused[order].astype(np.float32))

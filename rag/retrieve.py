@@ -55,6 +55,8 @@ class Retriever:
         self.check_confidence_model(index)
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
+        if getattr(encoders[PRIMARY], "has_tokens", False):
+            _ = encoders[PRIMARY].projection  # type: ignore[attr-defined]  # the token projection, before the first search
 
     def threshold(self, lang: str) -> float:
         """`answerable` is confidence >= this: the setting, or when it is negative the model's own for the language."""

@@ -58,6 +58,7 @@ class SentenceEncoder:
         self._counter: Any = None
         self._fast: Any = None
         self._projection: Any = None
+        self._row_functions: dict[tuple[str, bool], Any] = {}
         self.fast_file: Path | None = None
         self.threads = threads
         self.cache_dir = cache_dir
@@ -172,11 +173,18 @@ class SentenceEncoder:
         return self._projection
 
     def _rows(self, prompt: str, projection: Any = None, english: bool = False) -> Any:
+        """late.token_rows for this tokenizer and prompt; the shipped projection's are made once (a search asks each time)."""
         from rag import late
 
+        key = (prompt, english)
+        if projection is None and key in self._row_functions:
+            return self._row_functions[key]
         tokenizer = self._numpy.tokenizer
         skip, pieces = late.skipped_ids(tokenizer), late.prompt_pieces(tokenizer, prompt)
-        return late.token_rows(projection or self.projection, skip, pieces, english)
+        rows = late.token_rows(projection or self.projection, skip, pieces, english)
+        if projection is None:
+            self._row_functions[key] = rows
+        return rows
 
     def queries_with_tokens(self, texts: list[str], projection: Any = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """`encode_queries`, and each question's token rows from the same pass (English through the adapter too)."""
