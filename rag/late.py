@@ -102,11 +102,13 @@ def token_rows(
 
     def rows(hidden: np.ndarray, ids: Sequence[int]) -> np.ndarray:
         keep = [i for i, t in enumerate(ids) if i > prompt_pieces and t not in skip]
-        x = np.asarray(hidden[keep], dtype=np.float32)
-        x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) - mean) @ projection.components
-        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(DTYPE)
+        return _unit((_unit(np.asarray(hidden[keep], dtype=np.float32)) - mean) @ projection.components).astype(DTYPE)
 
     return rows
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
 
 
 def skipped_ids(tokenizer: Any) -> frozenset[int]:

@@ -240,44 +240,40 @@ class OnnxInt8Bert:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
-    def _one(self, ids: list[int]) -> np.ndarray:
-        return self._run(ids, ["pooled"])[0]
-
     def _run(self, ids: list[int], outputs: list[str]) -> list[np.ndarray]:
         tokens = np.asarray([ids], dtype=np.int64)
         return [np.asarray(o[0]) for o in self.session.run(outputs, {"input_ids": tokens, "attention_mask": np.ones_like(tokens)})]
 
+    def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors, in the order of `texts`."""
+        return self.encode_with_states(texts, None, progress, desc)[0]
+
     def encode_with_states(
-        self, texts: list[str], states: Callable[[np.ndarray, list[int]], np.ndarray], progress: bool = False, desc: str = "embedding"
+        self,
+        texts: list[str],
+        states: Callable[[np.ndarray, list[int]], np.ndarray] | None,
+        progress: bool = False,
+        desc: str = "embedding",
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """`encode`, and per text `states(last hidden states, token ids)` from the same run (rag/late.py's token rows)."""
+        """`encode`, and per text `states(last hidden states, token ids)` from the same run (rag/late.py's
+        token rows; none without `states`, and then the graph's hidden states are not fetched)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        rows: list[np.ndarray] = [np.zeros(0)] * len(texts)
+        rows: list[np.ndarray] = [np.zeros(0)] * len(texts) if states is not None else []
         if not texts:
             return out, rows
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first, so the runs finish together
 
-        def one(i: int) -> tuple[np.ndarray, np.ndarray]:
+        def one(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+            if states is None:
+                return self._run(ids[i], ["pooled"])[0], None
             pooled, hidden = self._run(ids[i], ["pooled", "hidden"])
             return pooled, states(hidden, ids[i])
 
         with progress_bar(len(texts), progress, desc) as bar, ThreadPoolExecutor(self.threads) as pool:
             for i, (vector, kept) in zip(order, pool.map(one, order), strict=True):
-                out[i], rows[i] = vector, kept
+                out[i] = vector
+                if kept is not None:
+                    rows[i] = kept
                 bar.update(1)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12), rows
-
-    def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:
-        """(len(texts), dim) float32 unit vectors, in the order of `texts`."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first, so the runs finish together
-        with progress_bar(len(texts), progress, desc) as bar, ThreadPoolExecutor(self.threads) as pool:
-            for i, vector in zip(order, pool.map(lambda i: self._one(ids[i]), order), strict=True):
-                out[i] = vector
-                bar.update(1)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
