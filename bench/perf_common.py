@@ -92,11 +92,13 @@ _SERVE = "from rag.cli import main; raise SystemExit(main(['serve', '--host', '1
 #: How the server is started. `plain` is `rag serve` as shipped (queries through the numpy e5 path,
 #: BLAS threads at their default, at most one search per core). `blas1` limits numpy's BLAS to one
 #: thread (what one search per core would suggest). `st` embeds queries with sentence-transformers
-#: (torch, one thread per search), the query path shipped before the numpy one.
+#: (torch, one thread per search), the query path shipped before the numpy one. `nowarm` skips the
+#: server's warm-up once listening (Retriever.warm_up), as before 2026-12-02: the first search loads jieba.
 LAUNCHERS = {
     "plain": _SERVE,
     "blas1": "import numpy; from threadpoolctl import threadpool_limits; threadpool_limits(1, 'blas')\n" + _SERVE,
     "st": "import os; os.environ['RAG_QUERY_ENGINE'] = 'sentence-transformers'\n" + _SERVE,
+    "nowarm": "from rag.retrieve import Retriever; Retriever.warm_up = lambda self: None\n" + _SERVE,
 }
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -297,11 +298,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         f"(API docs: /docs; {admin})",
         file=sys.stderr,
     )
+    uvicorn_server = server(app, settings, args.host, args.port)
+    threading.Thread(target=_warm_up_when_listening, args=(uvicorn_server, retriever), name="rag-warm-up", daemon=True).start()
     try:
-        server(app, settings, args.host, args.port).run()
+        uvicorn_server.run()
     finally:
         reloader.stop()
     return 0
+
+
+def _warm_up_when_listening(uvicorn_server: Any, retriever: Retriever) -> None:
+    """Load the first search's lazy parts once the server listens (Retriever.warm_up), so neither
+    start-up nor the first question pays for them; a search that comes sooner shares jieba's load."""
+    for _ in range(1200):  # up to a minute for uvicorn to bind
+        if uvicorn_server.started or uvicorn_server.should_exit:
+            break
+        time.sleep(0.05)
+    if uvicorn_server.started:
+        with contextlib.suppress(Exception):  # a fault shows in the first real search, as one line, not here
+            retriever.warm_up()
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

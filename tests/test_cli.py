@@ -80,3 +80,28 @@ def test_ask_says_when_the_corpus_most_likely_does_not_answer(retriever: Retriev
     result = rag("ask", "红烧肉怎么做", "-k", "1", "--index", str(settings.index_dir))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("(the corpus most likely does not answer this") and "\n1. " in result.stdout
+
+
+class _Uvicorn:
+    def __init__(self, started: bool, should_exit: bool = False) -> None:
+        self.started, self.should_exit = started, should_exit
+
+
+def test_serve_warms_up_once_listening_and_not_when_it_never_started(settings: Settings, retriever: Retriever) -> None:
+    """`rag serve` loads jieba's dictionary in a thread once uvicorn listens, not in the first search."""
+    from rag import tokenize
+    from rag.cli import _warm_up_when_listening
+
+    calls: list[str] = []
+
+    class Counting(Retriever):
+        def warm_up(self) -> None:
+            calls.append("warm")
+            super().warm_up()
+
+    counting = Counting(settings, retriever.encoders, retriever.index)
+    tokenize._TOKENIZER.clear()  # as in a fresh server (the next search loads it again)
+    _warm_up_when_listening(_Uvicorn(started=False, should_exit=True), counting)
+    assert calls == [] and not tokenize._TOKENIZER
+    _warm_up_when_listening(_Uvicorn(started=True), counting)
+    assert calls == ["warm"] and tokenize._TOKENIZER, "the dictionary is loaded"

@@ -91,3 +91,16 @@ def test_cached_reverse_dictionary_equals_a_fresh_build(settings: Settings) -> N
         assert pickle.load(f) == _build_pinyin_readings() == readings
     assert readings["shenyang"].split("|")[0] == "沈阳"
     assert "支付宝" in expand_english("Can a foreigner activate it through Alipay?")
+
+
+def test_question_token_counts_are_exact_without_a_second_tokenizer(encoders: dict[str, Encoder]) -> None:
+    """Counting reuses the query tokenizer (no 0.9 s copy) unless it truncated; either way the count is exact."""
+    from tokenizers import Tokenizer
+
+    e5 = encoders[PRIMARY]
+    assert isinstance(e5, SentenceEncoder) and e5._numpy is not None
+    untruncated = Tokenizer.from_str(e5._numpy.tokenizer.to_str())
+    untruncated.no_truncation()
+    for text in ["", "医保", "How do I bind my passport?", "外国人如何激活医保电子凭证" * 40, "医保" * 400]:
+        assert e5.count_tokens(text) == len(untruncated.encode(e5.query_prompt + text).ids), text[:20]
+    assert e5.count_tokens("医保" * 400) > 512  # past the query tokenizer's truncation, still counted whole

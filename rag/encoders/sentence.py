@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class SentenceEncoder:
         self._model: Any = None
         self._numpy: Any = None
         self._counter: Any = None
+        self._counter_lock = threading.Lock()  # the server's warm-up and a first search may build it together
         self._fast: Any = None
         self._projection: Any = None
         self._row_functions: dict[tuple[str, bool], Any] = {}
@@ -277,14 +279,20 @@ class SentenceEncoder:
 
     def count_tokens(self, text: str) -> int:
         """The question's length in model tokens, prompt included and before truncation: what a search costs."""
-        if self._counter is None:
-            if self._numpy is not None:
-                from tokenizers import Tokenizer
+        if self._numpy is not None:  # exact unless the query tokenizer truncated it (512 tokens, twice the API's limit)
+            tokenizer = self._numpy.tokenizer
+            count = len(tokenizer.encode(self.query_prompt + text).ids)
+            if count < int(tokenizer.truncation["max_length"]):
+                return count
+        with self._counter_lock:
+            if self._counter is None:
+                if self._numpy is not None:  # a copy without truncation (0.9 s to build, for over-long questions only)
+                    from tokenizers import Tokenizer
 
-                counter = Tokenizer.from_str(self._numpy.tokenizer.to_str())
-                counter.no_truncation()
-                self._counter = lambda t: len(counter.encode(t).ids)
-            else:
-                tokenizer = self.model.tokenizer
-                self._counter = lambda t: len(tokenizer(t, truncation=False)["input_ids"])
+                    counter = Tokenizer.from_str(self._numpy.tokenizer.to_str())
+                    counter.no_truncation()
+                    self._counter = lambda t: len(counter.encode(t).ids)
+                else:
+                    tokenizer = self.model.tokenizer
+                    self._counter = lambda t: len(tokenizer(t, truncation=False)["input_ids"])
         return int(self._counter(self.query_prompt + text))
