@@ -81,7 +81,7 @@ class Settings:
     # The `answerable` flag: true when the search's confidence (rag/confidence.py, the probability
     # that a returned passage answers, learned on the public sets by bench/train_confidence.py) is
     # at least this; 0 = always true; below 0 = the model file's own, per question language (for the
-    # shipped confidence-v4 zh 0.032, en 0.046: each keeps 98% of the public searches that found the answer
+    # shipped confidence-v5 zh 0.03, en 0.035: each keeps 98% of the public searches that found the answer
     # true, scored by models that never saw their corpus).
     # The model is a JSON file; "" = the shipped rag/models/confidence.json.
     confidence_threshold: float = -1.0
