@@ -22,6 +22,8 @@ from rag.errors import IndexMissingError, RagError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import uvicorn
+
     from rag.encoders import Encoder
     from rag.retrieve import Retriever
     from rag.schema import SearchRequest, SearchResponse
@@ -307,7 +309,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _warm_up_when_listening(uvicorn_server: Any, retriever: Retriever) -> None:
+def _warm_up_when_listening(uvicorn_server: uvicorn.Server, retriever: Retriever) -> None:
     """Load the first search's lazy parts once the server listens (Retriever.warm_up), so neither
     start-up nor the first question pays for them; a search that comes sooner shares jieba's load."""
     for _ in range(1200):  # up to a minute for uvicorn to bind
