@@ -33,7 +33,8 @@ _LOADING = threading.Lock()
 def _jieba() -> jieba.Tokenizer:
     """One private jieba instance, so a domain dictionary never leaks into other users of jieba.
 
-    Loaded once under a lock: a search and `warm_up` arriving together share one 0.8 s load.
+    Loaded once under a lock: a search and the server's warm-up (Retriever.warm_up) arriving together
+    share one 0.8 s load.
     """
     if not _TOKENIZER:
         with _LOADING:
@@ -42,11 +43,6 @@ def _jieba() -> jieba.Tokenizer:
                 tokenizer.initialize()
                 _TOKENIZER.append(tokenizer)
     return _TOKENIZER[0]
-
-
-def warm_up() -> None:
-    """Load jieba's dictionary now (about 0.8 s of unmarshalling) rather than in the first search."""
-    _jieba()
 
 
 def word_frequencies() -> dict[str, int]:
