@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf_common import LAUNCHERS, ROOT, free_port, load_line, median, start_server, stop_server, table, write_section
+from perf_common import ROOT, load_line, median, start_server, stop_server, table, write_section
 
 PIECES = r"""
 import json, sys, time
@@ -47,25 +47,10 @@ print(json.dumps(out))
 QUESTION = {"question": "外国人可以用哪些证件绑定医保电子凭证", "top_k": 5}
 
 
-def listening_then_first(variant: str, idle_s: float = 2.0, timeout_s: float = 120.0) -> tuple[float, float]:
+def listening_then_first(variant: str, idle_s: float = 2.0) -> tuple[float, float]:
     """Seconds from Popen to the first answered GET /health, and the wall ms of the first search asked idle_s later."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_RELOAD_POLL_MS": "0"}
-    t0 = time.perf_counter()
-    cmd = [sys.executable, "-c", LAUNCHERS[variant].format(port=port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, listening = start_server(variant, until="health")
     try:
-        while True:
-            if time.perf_counter() - t0 > timeout_s or proc.poll() is not None:
-                raise RuntimeError("server did not start")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=30) as r:
-                    r.read()
-                break
-            except OSError:
-                time.sleep(0.02)
-        listening = time.perf_counter() - t0
         time.sleep(idle_s)
         req = urllib.request.Request(base + "/search", data=json.dumps(QUESTION).encode(), headers={"content-type": "application/json"})
         asked = time.perf_counter()

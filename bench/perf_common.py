@@ -109,9 +109,10 @@ def free_port() -> int:
 
 
 def start_server(
-    variant: str = "plain", env: dict[str, str] | None = None, timeout_s: float = 120.0
+    variant: str = "plain", env: dict[str, str] | None = None, timeout_s: float = 120.0, until: str = "search"
 ) -> tuple[subprocess.Popen[bytes], str, float]:
-    """Start a server, wait for its first answered /search; return (process, base url, seconds to first answer)."""
+    """Start a server, wait for its first answered /search (`until="health"`: GET /health, i.e. it
+    listens); return (process, base url, seconds to that first answer)."""
     port = free_port()
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_RELOAD_POLL_MS": "0", **(env or {})}
     t0 = time.perf_counter()
@@ -128,7 +129,11 @@ def start_server(
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            req = urllib.request.Request(base + "/search", data=body, headers={"content-type": "application/json"})
+            req = (
+                urllib.request.Request(base + "/search", data=body, headers={"content-type": "application/json"})
+                if until == "search"
+                else urllib.request.Request(base + "/health")
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 r.read()
             return proc, base, time.perf_counter() - t0
