@@ -47,9 +47,6 @@ class Memo:
         self.path = cache / f"{role}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.pkl"
         self.vectors: dict[tuple[str, str], np.ndarray] = pickle.loads(self.path.read_bytes()) if self.path.exists() else {}
         self.dirty = False
-        for attr in ("count_tokens", "encode_words"):  # encode_words: USE's words, never through the query map
-            if hasattr(inner, attr):
-                setattr(self, attr, getattr(inner, attr))
 
     def _get(self, kind: str, texts: list[str], **kw: Any) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self.vectors))
@@ -65,13 +62,10 @@ class Memo:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._get("q", texts)
 
-    @property
-    def has_tokens(self) -> bool:
-        return bool(getattr(self.inner, "has_tokens", False))
-
-    @property
-    def projection(self) -> Any:
-        return self.inner.projection  # type: ignore[attr-defined]
+    def __getattr__(self, name: str) -> Any:  # count_tokens, encode_words (USE's words, never mapped), has_tokens, projection
+        if name == "inner":  # not set yet (unpickling, or __init__ failed): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def _with_tokens(self, kind: str, texts: list[str], **kw: Any) -> tuple[np.ndarray, list[np.ndarray]]:
         """Vectors and token rows (rag/late.py), remembered together under kind + "t"."""

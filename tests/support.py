@@ -52,20 +52,14 @@ class CountingEncoder:
         self.texts.extend(texts)
         return self.inner.encode_passages(texts, progress)
 
-    @property
-    def has_tokens(self) -> bool:
-        return bool(getattr(self.inner, "has_tokens", False))
-
-    @property
-    def projection(self) -> Any:
-        return self.inner.projection  # type: ignore[attr-defined]
-
     def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         self.texts.extend(texts)
         return self.inner.passage_tokens(texts, projection, progress)  # type: ignore[attr-defined, no-any-return]
 
-    def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self.inner.queries_with_tokens(texts)  # type: ignore[attr-defined, no-any-return]
+    def __getattr__(self, name: str) -> Any:  # has_tokens, projection, queries_with_tokens and the like: the real encoder's
+        if name == "inner":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def counting(encoders: dict[str, Encoder]) -> dict[str, CountingEncoder]:
