@@ -38,7 +38,7 @@ STAGES = [
 ]
 
 
-def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float]]:
+def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float], list[float]]:
     from dataclasses import replace
 
     import numpy as np
@@ -56,11 +56,13 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
     shipped = open_retriever(settings, build_if_missing=False)
     r = Retriever(replace(settings, rerank=True), shipped.encoders, shipped.index)  # with the learned ranker
     plain = Retriever(replace(settings, rerank=False), shipped.encoders, shipped.index)  # fusion's order, side by side
+    uniform = Retriever(replace(settings, rerank=False, late_idf=False), shipped.encoders, shipped.index)  # MaxSim's plain mean
     qs = questions()
     stage: dict[str, list[float]] = {s: [] for s in STAGES}
     bare: list[float] = []
     whole: list[float] = []
     whole_plain: list[float] = []
+    whole_uniform: list[float] = []
     for q in qs[:4]:
         r.search(q)  # warm-up
     for _ in range(rounds):
@@ -112,8 +114,11 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
             t = time.perf_counter()
             plain.search(q)
             whole_plain.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            uniform.search(q)
+            whole_uniform.append((time.perf_counter() - t) * 1000)
     del np
-    return stage, bare, whole, whole_plain
+    return stage, bare, whole, whole_plain, whole_uniform
 
 
 def http_round_trips(base: str, rounds: int) -> list[float]:
@@ -145,12 +150,13 @@ def main() -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()
-    stage, bare, whole, whole_plain = in_process(args.rounds)
+    stage, bare, whole, whole_plain, whole_uniform = in_process(args.rounds)
     rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
     rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
     floor = median(bare)
     rows.append(["**Retriever.search (whole, in process), RAG_RERANK=1**", *fmt(summary(whole))])
     rows.append(["**Retriever.search, RAG_RERANK=0 (fusion's order, the default)**", *fmt(summary(whole_plain))])
+    rows.append(["**Retriever.search, RAG_RERANK=0, RAG_LATE_IDF=0 (MaxSim's plain mean)**", *fmt(summary(whole_uniform))])
     http_rows = []
     for variant in args.variants.split(","):
         proc, base, _ = start_server(variant)
@@ -167,7 +173,8 @@ def main() -> int:
         f"Before: {load_before}; after: {load_line()}.\n\n"
         + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
         + f"\n\nWhole search p50 / bare embedding p50: {median(whole) / floor:.2f}x with the ranker, "
-        f"{median(whole_plain) / floor:.2f}x without (the two measured alternately, question by question).\n\n"
+        f"{median(whole_plain) / floor:.2f}x without, {median(whole_uniform) / floor:.2f}x without and with MaxSim's plain mean "
+        f"instead of idf weights (the three measured alternately, question by question).\n\n"
         + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
         + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (BLAS threads at their default); "
         "`blas1` limits numpy's BLAS to one thread per process; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"

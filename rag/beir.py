@@ -73,13 +73,15 @@ def index_in_memory(
     collection instead (dropped when the process exits), so `rag eval --beir` measures that store.
     """
     vectors, owners = {}, {}
-    late_rows = None
+    late_rows, piece_idf = None, None
     for role, enc in encoders.items():
         texts, owned_by = embedding_units(passages, units.get(role, "passage"))
         if role == PRIMARY and (settings is None or settings.late_tokens) and getattr(enc, "has_tokens", False):
             vectors[role], rows = enc.passage_tokens(texts, progress=progress)  # type: ignore[attr-defined]
             matrix, offsets = late.pack(rows, enc.projection.dim)  # type: ignore[attr-defined]
             late_rows = (late.searchable(matrix), offsets)
+            counts = late.piece_counts(enc, texts)
+            piece_idf = late.piece_idf(counts, len(texts)) if counts is not None else None
         else:
             vectors[role] = enc.encode_passages(texts, progress=progress)
         owners[role] = np.array(owned_by, dtype=np.int64)
@@ -111,4 +113,5 @@ def index_in_memory(
         owners=owners,
         hubness=hubness_by_role(vectors),
         late=late_rows,
+        piece_idf=piece_idf,
     )

@@ -77,6 +77,13 @@ class Previous:
     note: str | None = None  # why vectors are not reused, for the user
     documents: dict[str, Document] = field(default_factory=dict)  # parsed documents by sha256 of their bytes
     tokens: dict[bytes, np.ndarray] = field(default_factory=dict)  # primary key -> its token rows (rag/late.py)
+    piece_counts: tuple[list[bytes], np.ndarray] | None = None  # its primary keys, sorted, and their piece counts (late.piece_counts)
+
+    def counts_for(self, keys: list[bytes]) -> np.ndarray | None:
+        """The live version's piece counts when its passages embed exactly these texts (no model needed), else None."""
+        if self.piece_counts is None or self.piece_counts[0] != sorted(keys):
+            return None
+        return self.piece_counts[1]
 
     def missing_tokens(self, keys: list[bytes], texts: list[str], todo: dict[bytes, str]) -> dict[bytes, str]:
         """`todo` plus the texts whose token rows are not cached (a passage embedded before late interaction)."""
@@ -156,6 +163,10 @@ def read_previous(version: Path | None, roles: dict[str, str], format_version: i
 
                 rows = unpack(_verified_load(version, TOKENS, checksums), _verified_load(version, TOKEN_OFFSETS, checksums))
                 previous.tokens = dict(zip(keys.tolist(), rows, strict=True))
+                if (manifest.get("late") or {}).get("idf"):
+                    from rag.late import PIECE_COUNTS
+
+                    previous.piece_counts = (sorted(keys.tolist()), _verified_load(version, PIECE_COUNTS, checksums))
             except (OSError, ValueError) as exc:
                 previous.note = f"cached token rows in {version} not reused ({exc}); computing them again"
     return previous

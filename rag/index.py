@@ -15,7 +15,8 @@ Layout (the folder says how it was built, so a stale or foreign index is caught 
         owners-<role>.npy      the passage each row belongs to
         hubness-second.npy     each second-encoder row's mean cosine to its 5 nearest rows (dense.hubness)
         tokens-primary.npy     e5's projected token vectors of every passage, float16 (rag/late.py), and
-        token-offsets-primary.npy  where each passage's rows start (absent with RAG_LATE_TOKENS=0)
+        token-offsets-primary.npy  where each passage's rows start (absent with RAG_LATE_TOKENS=0), and
+        token-pieces-primary.npy   how many passages hold each tokenizer piece (the question tokens' idf)
         keys-<role>.npy        sha256(model + embedded text) of each row: the embedding cache key
         dense-<role>.faiss     FAISS inner-product index of each role (RAG_STORE=local; with milvus
                                the vectors are in the version's Milvus collection, see rag/store/)
@@ -78,6 +79,7 @@ from rag.index_files import (
     writer_lock,
 )
 from rag.ingest import SUFFIXES, Document, load_corpus
+from rag.late import PieceIdf
 from rag.records import DOCUMENTS, PASSAGES, passage_to_json, read_documents, read_passages, write_documents, write_jsonl
 from rag.store import Store
 from rag.tokenize import tokenize
@@ -105,6 +107,7 @@ class Index:
     hubness: dict[str, np.ndarray] = field(default_factory=dict)  # by role, where computed: see dense.hubness
     documents: dict[str, Document] = field(default_factory=dict)  # canonical text of each document, by id
     late: tuple[np.ndarray, np.ndarray] | None = None  # token rows and per-passage offsets (rag/late.py), when built
+    piece_idf: PieceIdf | None = None  # what MaxSim weighs question tokens by; None: all alike (built before it)
 
     @cached_property
     def titles(self) -> dict[str, str]:
@@ -174,6 +177,7 @@ def _load_checked(settings: Settings, path: Path, manifest: dict[str, Any], fix:
         hubs = {role: np.load(path / f"hubness-{role}.npy", allow_pickle=False) for role in manifest.get("hubness", {})}
         keyword_index = keyword.load(path / "keyword")
         late_rows = late.load_rows(path, manifest, len(passages))
+        piece_idf = late.load_piece_idf(path, manifest) if late_rows is not None else None
         search = stores.open_store(settings, path, manifest, keyword_index)
     except RagError:
         raise
@@ -187,7 +191,7 @@ def _load_checked(settings: Settings, path: Path, manifest: dict[str, Any], fix:
             rows.add(len(hubs[role]))
         if len(rows) != 1 or (len(owners[role]) and not 0 <= int(owners[role].min()) <= int(owners[role].max()) < len(passages)):
             raise IndexInvalidError(f"index at {path} is inconsistent ({role} rows {sorted(rows)} for {len(passages)} passages); {fix}")
-    return Index(path, manifest, passages, embeddings, search, keyword_index, owners, hubs, documents, late_rows)
+    return Index(path, manifest, passages, embeddings, search, keyword_index, owners, hubs, documents, late_rows, piece_idf)
 
 
 def check_manifest(manifest: dict[str, Any], settings: Settings, fix: str) -> None:
@@ -300,8 +304,11 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
     owners: dict[str, list[int]] = {}
     touched: set[int] = set()  # passages with at least one unit embedded afresh
     token_rows: list[np.ndarray] | None = None
+    primary_texts: list[str] = []
     for role, identity in identities.items():
         texts, owners[role] = embedding_units(passages, units[role])
+        if role == PRIMARY:
+            primary_texts = texts
         keys[role] = embedding_keys(identity, texts)
         todo = previous.missing(role, keys[role], texts)
         with_tokens = role == PRIMARY and projection is not None
@@ -340,6 +347,11 @@ def _build(settings: Settings, encoders: Callable[[], Mapping[str, Encoder]], pr
             np.save(tmp / f"owners-{role}.npy", np.array(owners[role], dtype=np.int64), allow_pickle=False)
             save_keys(keys[role], tmp / f"keys-{role}.npy")
         late_info = late.save_rows(tmp, token_rows, projection) if token_rows is not None and projection is not None else None
+        if late_info is not None:  # the question tokens' idf weights, over every passage (tokenizing only, when anything changed)
+            counts = previous.counts_for(keys[PRIMARY])
+            if counts is None:
+                counts = late.piece_counts(_encoder(encoders(), PRIMARY, settings), primary_texts)
+            late_info["idf"] = late.save_piece_counts(tmp, counts, len(primary_texts)) if counts is not None else None
         stage("measuring hubness")
         hub_kinds = {}
         for role, hubs in hubness_by_role(vectors).items():

@@ -26,6 +26,66 @@ from rag.fusion import Ranking, empty
 PROJECTION_FILE = Path(__file__).parent / "models" / "token_projection.npz"
 DTYPE = np.float16
 TOKENS, TOKEN_OFFSETS = "tokens-primary.npy", "token-offsets-primary.npy"  # an index version's files
+PIECE_COUNTS = "token-pieces-primary.npy"  # (2, pieces): each piece id the passages hold, and in how many
+
+
+class PieceIdf(NamedTuple):
+    """BM25's idf of each tokenizer piece over the index's passages: how much a question token's
+    match weighs in MaxSim. Why: a plain mean lets the question's 的, 吗 and "？", which every passage
+    matches, count as much as its 报销 or 澳门 (docs/quality.md, "Late interaction")."""
+
+    ids: np.ndarray  # sorted piece ids that some passage holds
+    idf: np.ndarray  # float32, their idf
+    unseen: float  # the idf of a piece no passage holds
+
+    def weights(self, pieces: Sequence[int]) -> np.ndarray:
+        """Each question token's share of its MaxSim score (summing to 1), in the order of its rows."""
+        ids = np.asarray(pieces, dtype=np.int64)
+        idf = np.full(len(ids), self.unseen, dtype=np.float32)
+        if len(self.ids):
+            at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+            found = self.ids[at] == ids
+            idf[found] = self.idf[at[found]]
+        return idf / max(float(idf.sum()), 1e-12)
+
+
+def piece_counts(encoder: Any, texts: Sequence[str], batch: int = 1024) -> np.ndarray | None:
+    """(2, n): the distinct piece ids of the passages' `texts` (as `encoder` embeds them), sorted, over how many
+    passages hold each; None when the encoder cannot say its pieces. Tokenizing only, a batch at a time."""
+    pieces_of = getattr(encoder, "token_pieces", None)
+    if pieces_of is None:
+        return None
+    ids, counts = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    for start in range(0, len(texts), batch):
+        held = [np.unique(np.asarray(p, dtype=np.int64)) for p in pieces_of(list(texts[start : start + batch]), query=False)]
+        merged = np.concatenate([ids, *held])
+        ids, where = np.unique(merged, return_inverse=True)
+        counts = np.bincount(where, weights=np.concatenate([counts, np.ones(len(merged) - len(counts))])).astype(np.int64)
+    return np.stack([ids, counts])
+
+
+def piece_idf(counts: np.ndarray, passages: int) -> PieceIdf:
+    """The idf BM25 (bm25s, Lucene's) gives a term in `df` of `passages` documents: ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    df = counts[1].astype(np.float64)
+    idf = np.log1p((passages - df + 0.5) / (df + 0.5)).astype(np.float32)
+    return PieceIdf(counts[0].astype(np.int64), idf, float(np.log1p((passages + 0.5) / 0.5)))
+
+
+def save_piece_counts(folder: Path, counts: np.ndarray, passages: int) -> dict[str, Any]:
+    """Write the passages' piece counts into an index version being built; returns its manifest entry."""
+    np.save(folder / PIECE_COUNTS, counts.astype(np.int64), allow_pickle=False)
+    return {"weights": "idf", "passages": passages, "pieces": int(counts.shape[1])}
+
+
+def load_piece_idf(folder: Path, manifest: dict[str, Any]) -> PieceIdf | None:
+    """The idf MaxSim weighs question tokens by; None for an index built before it (tokens weigh the same)."""
+    entry = (manifest.get("late") or {}).get("idf")
+    if not entry:
+        return None
+    counts = np.load(folder / PIECE_COUNTS, allow_pickle=False)
+    if counts.ndim != 2 or counts.shape != (2, int(entry["pieces"])):
+        raise ValueError(f"piece counts of shape {counts.shape} do not match the manifest's {entry['pieces']} pieces")
+    return piece_idf(counts, int(entry["passages"]))
 
 
 def save_rows(folder: Path, rows: Sequence[np.ndarray], projection: Projection) -> dict[str, Any]:
@@ -101,10 +161,15 @@ def token_rows(
     mean = projection.english_mean if english and projection.english_mean is not None else projection.mean
 
     def rows(hidden: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-        keep = [i for i, t in enumerate(ids) if i > prompt_pieces and t not in skip]
+        keep = kept_positions(ids, skip, prompt_pieces)
         return _unit((_unit(np.asarray(hidden[keep], dtype=np.float32)) - mean) @ projection.components).astype(DTYPE)
 
     return rows
+
+
+def kept_positions(ids: Sequence[int], skip: frozenset[int], prompt_pieces: int) -> list[int]:
+    """Which of a text's tokens get a row: not <s> (position 0), not the prompt's pieces, not a `skip` id."""
+    return [i for i, t in enumerate(ids) if i > prompt_pieces and t not in skip]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -134,8 +199,11 @@ def unpack(matrix: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [matrix[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
-def maxsim(query: np.ndarray, matrix: np.ndarray, offsets: np.ndarray, candidates: np.ndarray) -> Ranking:
-    """Candidates by the mean over question tokens of each one's best cosine with a passage token, best first."""
+def maxsim(
+    query: np.ndarray, matrix: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None = None
+) -> Ranking:
+    """Candidates by the mean over question tokens of each one's best cosine with a passage token, best first;
+    with `weights` (one per question row, summing to 1: PieceIdf.weights) the weighted mean."""
     if not len(query) or not candidates.size:
         return empty()
     starts, ends = offsets[candidates], offsets[candidates + 1]
@@ -147,6 +215,7 @@ def maxsim(query: np.ndarray, matrix: np.ndarray, offsets: np.ndarray, candidate
     firsts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     rows = np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum()))
     similarity = np.asarray(matrix[rows], dtype=np.float32) @ np.asarray(query, dtype=np.float32).T  # (tokens, question tokens)
-    scores = np.maximum.reduceat(similarity, firsts, axis=0).mean(1)
+    best = np.maximum.reduceat(similarity, firsts, axis=0)
+    scores = best @ weights.astype(np.float32) if weights is not None and len(weights) == best.shape[1] else best.mean(1)
     order = np.lexsort((candidates, -scores))
     return Ranking(candidates[order].astype(np.int64), scores[order].astype(np.float32))

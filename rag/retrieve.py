@@ -136,13 +136,22 @@ class Retriever:
         return index.late is not None and self.settings.late_weight(lang) > 0 and bool(getattr(self.encoders[PRIMARY], "has_tokens", False))
 
     def late_fused(self, index: Index, lang: str, rankings: list[Ranking], weights: list[float], fused: Ranking,
-                   vectors: dict[str, np.ndarray]) -> Ranking:  # fmt: skip
+                   vectors: dict[str, np.ndarray], question: str = "") -> Ranking:  # fmt: skip
         """The three signals' fusion again with late interaction's MaxSim over their fused top candidates
-        as a fourth signal (rag/late.py); `fused` as it was when the index or the question has no token rows."""
+        as a fourth signal (rag/late.py); `fused` as it was when the index or the question has no token rows.
+        With the `question` and an index that counted its pieces, each question token weighs by its idf."""
         if index.late is None or TOKENS not in vectors or not self.settings.late_weight(lang):
             return fused
-        scored = late.maxsim(vectors[TOKENS], *index.late, fused.ids[: self.settings.late_depth])
+        scored = late.maxsim(vectors[TOKENS], *index.late, fused.ids[: self.settings.late_depth], self.token_weights(index, question))
         return self.fuse([*rankings, scored], [*weights, self.settings.late_weight(lang)]) if scored.ids.size else fused
+
+    def token_weights(self, index: Index, question: str) -> np.ndarray | None:
+        """Each of the question's token rows' share of MaxSim: its piece's idf over the index's passages
+        (RAG_LATE_IDF); None, a plain mean, for an index built before the counts or with it off."""
+        pieces = getattr(self.encoders[PRIMARY], "token_pieces", None)
+        if index.piece_idf is None or pieces is None or not question or not self.settings.late_idf:
+            return None
+        return index.piece_idf.weights(pieces([question])[0])
 
     def rankings(
         self, question: str, index: Index, keywords: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None
@@ -188,7 +197,7 @@ class Retriever:
             rankings = [Ranking(r.ids[keep], r.scores[keep]) for r in rankings for keep in [~np.isin(r.ids, exclude)]]
         weights = self.settings.weights(lang)
         fused = self.fuse(rankings, weights)  # the three signals: what the confidence model was trained on
-        ranked = self.late_fused(index, lang, rankings, weights, fused, vectors)
+        ranked = self.late_fused(index, lang, rankings, weights, fused, vectors, question)
         # the fused top candidates reordered by the learned ranker, when on (rag/rerank.py)
         if self.ranker is not None:
             x = rerank.features_of(self, index, question, lang, rankings, weights, ranked, units, vectors, self.ranker.depth)

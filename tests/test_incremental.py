@@ -58,6 +58,8 @@ def test_first_build_adds_everything_and_a_rerun_loads_no_model(small: Settings,
     assert after.passages == before.passages
     for role in before.embeddings:
         assert np.array_equal(after.embeddings[role], before.embeddings[role])
+    assert before.piece_idf is not None and after.piece_idf is not None  # late interaction's idf, carried over without the model
+    assert np.array_equal(after.piece_idf.ids, before.piece_idf.ids) and np.array_equal(after.piece_idf.idf, before.piece_idf.idf)
 
 
 def test_add_change_delete_rename_embed_only_new_text(small: Settings, encoders: dict[str, Encoder]) -> None:

@@ -93,6 +93,10 @@ def test_build_keeps_token_rows_and_an_incremental_build_reuses_them(small: Sett
 
     fresh = encoders[PRIMARY].passage_tokens([embedding_text(p) for p in after.passages])[1]  # type: ignore[attr-defined]
     assert all(np.array_equal(a, b) for a, b in zip(fresh, late.unpack(*after.late), strict=True))
+    # The idf counts are over the new set of passages, not carried over from the old one.
+    counts = late.piece_counts(encoders[PRIMARY], [embedding_text(p) for p in after.passages])
+    assert after.piece_idf is not None and before.piece_idf is not None and counts is not None
+    assert np.array_equal(after.piece_idf.ids, counts[0]) and not np.array_equal(after.piece_idf.ids, before.piece_idf.ids)
 
 
 def test_an_index_without_token_rows_searches_and_the_next_build_adds_them(small: Settings, encoders: dict[str, Encoder]) -> None:
@@ -138,3 +142,100 @@ def test_late_interaction_reorders_the_fused_top_only_when_weighted(retriever: R
     assert retriever.wants_tokens(index, "zh") and not off.wants_tokens(index, "zh")
     assert off.late_fused(index, "zh", rankings, weights, fused, vectors) is fused
     assert [h.passage for h in off.search(question, 5)] == [index.passages[i] for i in fused.ids[:5].tolist()]
+
+
+def test_idf_weights_favour_the_pieces_few_passages_hold() -> None:
+    counts = np.array([[5, 9, 12], [4, 1, 2]])  # piece 5 in all 4 passages, 9 in one, 12 in two
+    idf = late.piece_idf(counts, 4)
+    weights = idf.weights([5, 9, 7, 12])  # 7: in no passage
+    assert np.isclose(weights.sum(), 1.0) and weights.dtype == np.float32
+    assert weights[2] > weights[1] > weights[3] > weights[0] > 0  # unseen > rare > commoner > everywhere
+    assert np.isclose(weights[0] / weights[1], np.log1p(0.5 / 4.5) / np.log1p(3.5 / 1.5))  # BM25's idf ratio
+    assert np.allclose(late.piece_idf(np.zeros((2, 0), dtype=np.int64), 0).weights([1, 2]), [0.5, 0.5])  # nothing counted
+    rows = [_unit(np.eye(3, 8)[[0, 1]]), _unit(np.eye(3, 8)[[2]])]  # passage 0 holds tokens a, b; passage 1 holds c
+    matrix, offsets = late.pack(rows, 8)
+    query = np.eye(3, 8, dtype=np.float32)  # a, b, c
+    assert late.maxsim(query, matrix, offsets, np.array([0, 1])).ids.tolist() == [0, 1]  # two of three tokens
+    assert late.maxsim(query, matrix, offsets, np.array([0, 1]), np.array([0.1, 0.1, 0.8])).ids.tolist() == [1, 0]  # c weighs most
+    assert late.maxsim(query, matrix, offsets, np.array([0, 1]), np.array([0.5, 0.5])).ids.tolist() == [0, 1]  # wrong length: the mean
+
+
+def test_piece_counts_count_passages_not_occurrences(encoders: dict[str, Encoder]) -> None:
+    e5 = encoders[PRIMARY]
+    texts = ["医保医保医保", "医保电子凭证", "护照", "", "医保"]
+    counts = late.piece_counts(e5, texts)
+    assert counts is not None and np.array_equal(counts, late.piece_counts(e5, texts, batch=2))  # batches merge exactly
+    pieces = e5.token_pieces(texts, query=False)  # type: ignore[attr-defined]
+    held = {int(i): int(n) for i, n in zip(*counts, strict=True)}
+    for piece in {p for ps in pieces for p in ps}:
+        assert held[piece] == sum(piece in ps for ps in pieces)
+    assert late.piece_counts(object(), texts) is None  # an encoder that cannot say its pieces
+
+
+QUESTIONS = ["外国人可以用哪些证件激活医保电子凭证？", "How do I activate the e-voucher?", "亲情账户 how many people", "🙂", "a" * 3000]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_a_questions_pieces_line_up_with_its_token_rows(encoders: dict[str, Encoder], question: str) -> None:
+    e5 = encoders[PRIMARY]
+    _, rows = e5.queries_with_tokens([question])  # type: ignore[attr-defined]
+    assert len(e5.token_pieces([question])[0]) == len(rows[0])  # type: ignore[attr-defined]
+
+
+def test_a_build_counts_pieces_and_a_search_weighs_question_tokens_by_idf(small: Settings, encoders: dict[str, Encoder]) -> None:
+    from rag.chunk import embedding_text
+
+    build_index(small, encoders, progress=False)
+    index = load_index(small)
+    assert index.piece_idf is not None and index.manifest["late"]["idf"]["passages"] == len(index.passages)
+    expected = late.piece_counts(encoders[PRIMARY], [embedding_text(p) for p in index.passages])
+    assert expected is not None and np.array_equal(index.piece_idf.ids, expected[0])
+    retriever = Retriever(small, encoders, index)
+    question = "孩子可以绑定到父母的医保账户吗"
+    vectors = retriever.query_vectors(question, tokens=True)
+    rankings = retriever.rankings(question, index, vectors=vectors)
+    weights = retriever.settings.weights("zh")
+    fused = retriever.fuse(rankings, weights)
+    candidates = fused.ids[: small.late_depth]
+    token_weights = retriever.token_weights(index, question)
+    assert token_weights is not None and len(token_weights) == len(vectors[TOKENS])
+    pieces = encoders[PRIMARY].token_pieces([question])[0]  # type: ignore[attr-defined]
+    assert np.allclose(token_weights, index.piece_idf.weights(pieces))
+    assert token_weights.max() > 1.5 * token_weights.min()  # not a mean in disguise
+    scored = late.maxsim(vectors[TOKENS], *index.late, candidates, token_weights)  # type: ignore[misc]
+    ranked = retriever.late_fused(index, "zh", rankings, weights, fused, vectors, question)
+    assert np.array_equal(ranked.ids, retriever.fuse([*rankings, scored], [*weights, small.late_weight("zh")]).ids)
+    assert np.allclose(ranked.scores, retriever.fuse([*rankings, scored], [*weights, small.late_weight("zh")]).scores)
+    plain = Retriever(replace(small, late_idf=False), encoders, index)  # RAG_LATE_IDF=0: the plain mean
+    assert plain.token_weights(index, question) is None
+    mean = late.maxsim(vectors[TOKENS], *index.late, candidates)  # type: ignore[misc]
+    assert np.array_equal(plain.late_fused(index, "zh", rankings, weights, fused, vectors, question).ids,
+                          retriever.fuse([*rankings, mean], [*weights, small.late_weight("zh")]).ids)  # fmt: skip
+
+
+def test_an_index_built_before_piece_counts_searches_with_the_plain_mean(small: Settings, encoders: dict[str, Encoder]) -> None:
+    import hashlib
+
+    build_index(small, encoders, progress=False)
+    version = current_version(small.index_dir)
+    assert version is not None
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    manifest["late"].pop("idf")
+    (version / late.PIECE_COUNTS).unlink()
+    manifest["files"].pop(late.PIECE_COUNTS)
+    (version / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    old = load_index(small)
+    assert old.late is not None and old.piece_idf is None
+    retriever = Retriever(small, encoders, old)
+    assert retriever.token_weights(old, "孩子可以绑定到父母的医保账户吗") is None
+    assert retriever.search("孩子可以绑定到父母的医保账户吗", 1)[0].passage.doc_id == "family/kids.txt"
+    # Counts that do not fit the manifest are one clear error.
+    build_index(small, encoders, progress=False)
+    version = current_version(small.index_dir)
+    assert version is not None
+    np.save(version / late.PIECE_COUNTS, np.zeros((3, 2), dtype=np.int64))
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"][late.PIECE_COUNTS] = hashlib.sha256((version / late.PIECE_COUNTS).read_bytes()).hexdigest()
+    (version / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexInvalidError, match="piece counts"):
+        load_index(small)

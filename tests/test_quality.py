@@ -20,8 +20,9 @@ QUESTIONS = Path(__file__).resolve().parent / "data" / "questions.jsonl"
 pytestmark = pytest.mark.slow
 
 FLOORS = {
-    # zh MRR 0.897 with late interaction (0.824 before, docs/quality.md "Late interaction")
-    "zh": {"recall@5": 0.94, "mrr@10": 0.86, "flagged_true": 0.93},
+    # zh MRR 0.897 with late interaction (0.824 before, docs/quality.md "Late interaction"), 0.920 with
+    # its question tokens weighed by idf (0.8973 with RAG_LATE_IDF=0, so this floor fails without it)
+    "zh": {"recall@5": 0.94, "mrr@10": 0.90, "flagged_true": 0.93},
     # en MRR 0.826 with the query adapter v2, 0.828 with late interaction (English weight 0.25);
     # flagged_true 0.969 zh / 0.979 en with confidence-v5 (0.974 overall; v4 0.959 / 0.979)
     "en": {"recall@5": 0.92, "mrr@10": 0.80, "flagged_true": 0.93},

@@ -217,6 +217,9 @@ class RayEncoder:
     def queries_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self.local.queries_with_tokens(texts)  # type: ignore[attr-defined]
 
+    def token_pieces(self, texts: list[str], query: bool = True) -> list[list[int]]:
+        return self.local.token_pieces(texts, query)  # type: ignore[attr-defined]  # tokenizing only: no actor needed
+
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """`texts` through the actor pool, longest first (batches of similar lengths), reassembled by position."""
         return self._pool(texts, progress, tokens=False)[0]

@@ -205,6 +205,17 @@ class SentenceEncoder:
                     out[i], kept[i] = vectors[j], states[j]
         return out, kept
 
+    def token_pieces(self, texts: list[str], query: bool = True) -> list[list[int]]:
+        """The tokenizer piece behind each of a text's token rows, row for row: what late interaction's
+        idf weights (rag/late.py, PieceIdf) read. Tokenizing only: no model runs."""
+        from rag import late
+
+        tokenizer = self._numpy.tokenizer
+        prompt = self.query_prompt if query else self.passage_prompt
+        skip, pieces = late.skipped_ids(tokenizer), late.prompt_pieces(tokenizer, prompt)
+        encoded = tokenizer.encode_batch([prompt + t for t in texts])
+        return [[e.ids[i] for i in late.kept_positions(e.ids, skip, pieces)] for e in encoded]
+
     def passage_tokens(self, texts: list[str], projection: Any = None, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         """`encode_passages` through the int8 engine, and each passage's token rows from the same run."""
         if not self.has_tokens:
