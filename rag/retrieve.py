@@ -24,7 +24,7 @@ from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_c
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
-from rag.tokenize import detect_language, has_latin_words, tokenize
+from rag.tokenize import detect_language, has_latin_words, tokenize, tokenize_remembered
 
 
 class Hit(NamedTuple):
@@ -246,7 +246,7 @@ class Retriever:
         highlighted = passage.text[span.start - passage.start : span.end - passage.start]
         top_passage = (
             answerable.coverage(weighed, [top]),
-            answerable.text_coverage(weighed, tokenize(highlighted)),
+            answerable.text_coverage(weighed, tokenize_remembered(highlighted)),
             highlighted,
         )
         features = confidence.search_features(

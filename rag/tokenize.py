@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from functools import lru_cache
 
 import jieba
 
@@ -59,6 +60,13 @@ def tokenize(text: str) -> list[str]:
         if token and _WORDISH.search(token) and token not in STOPWORDS:
             tokens.append(token)
     return tokens
+
+
+@lru_cache(maxsize=4096)
+def tokenize_remembered(text: str) -> tuple[str, ...]:
+    """`tokenize` for text that comes back search after search (the top passage's highlighted
+    sentence, read by the confidence): jieba runs once per distinct text instead of ~0.3 ms each time."""
+    return tuple(tokenize(text))
 
 
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
