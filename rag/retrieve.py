@@ -73,7 +73,14 @@ class Retriever:
         self.check_confidence_model(index)
 
     def check_confidence_model(self, index: Index) -> None:
-        """One warning line when the index was built for another confidence model than the one loaded."""
+        """One warning line when the index was built for another confidence model than the one loaded,
+        and one when its token rows came without the piece counts late interaction's idf weights need."""
+        if index.late is not None and index.piece_idf is None and self.settings.late_idf:
+            print(
+                "note: the index was built before late interaction's idf weights (token piece counts); its question tokens"
+                " weigh alike until the next `rag index`, which counts them without embedding anything again",
+                file=sys.stderr,
+            )
         built_for = index.manifest.get("confidence", {}).get("version")
         if built_for and built_for != self.model.version:
             print(

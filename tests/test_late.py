@@ -213,7 +213,9 @@ def test_a_build_counts_pieces_and_a_search_weighs_question_tokens_by_idf(small:
                           retriever.fuse([*rankings, mean], [*weights, small.late_weight("zh")]).ids)  # fmt: skip
 
 
-def test_an_index_built_before_piece_counts_searches_with_the_plain_mean(small: Settings, encoders: dict[str, Encoder]) -> None:
+def test_an_index_built_before_piece_counts_searches_with_the_plain_mean(
+    small: Settings, encoders: dict[str, Encoder], capsys: pytest.CaptureFixture[str]
+) -> None:
     import hashlib
 
     build_index(small, encoders, progress=False)
@@ -226,11 +228,17 @@ def test_an_index_built_before_piece_counts_searches_with_the_plain_mean(small: 
     (version / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     old = load_index(small)
     assert old.late is not None and old.piece_idf is None
+    capsys.readouterr()
     retriever = Retriever(small, encoders, old)
+    assert "built before late interaction's idf weights" in capsys.readouterr().err  # says what a rebuild brings
     assert retriever.token_weights(old, "孩子可以绑定到父母的医保账户吗") is None
     assert retriever.search("孩子可以绑定到父母的医保账户吗", 1)[0].passage.doc_id == "family/kids.txt"
+    assert build_index(small, encoders, progress=False).embedded == 0  # the next build counts them, embedding nothing
+    assert load_index(small).piece_idf is not None
+    capsys.readouterr()
+    Retriever(small, encoders, load_index(small))
+    assert "idf weights" not in capsys.readouterr().err
     # Counts that do not fit the manifest are one clear error.
-    build_index(small, encoders, progress=False)
     version = current_version(small.index_dir)
     assert version is not None
     np.save(version / late.PIECE_COUNTS, np.zeros((3, 2), dtype=np.int64))
