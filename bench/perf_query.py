@@ -6,7 +6,8 @@ USE query embedding, the two FAISS searches, BM25, fusion, the `answerable` flag
 model, JSON serialisation.
 "bare embedding" = e5 + USE query embedding (the floor). Then the whole `Retriever.search`.
 Over HTTP: sequential POST /search to a real `rag serve` subprocess on 127.0.0.1 (keep-alive client),
-for each server variant (see perf_common.LAUNCHERS).
+for each server variant (see perf_common.LAUNCHERS), side by side with the bare embedding: question by
+question, this process embeds the question (e5 + USE), then the server answers it, PAUSE_S apart.
 
     .venv/bin/python bench/perf_query.py [--rounds 5] [--variants plain,blas1,st] [--write]
 """
@@ -18,11 +19,20 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http.client
 
 from perf_common import load_line, median, questions, start_server, stop_server, summary, table, write_section
+
+if TYPE_CHECKING:
+    from rag.retrieve import Retriever
+
+# Between the bare embedding here and the round trip there (and back): OpenBLAS's threads spin for
+# ~0.1 s after their last call, and on two cores one process's spinning threads doubled the other's
+# time (bare 46 ms, HTTP 57 ms back to back; 25 / 29 ms with 0.2 s between; the ratio 1.15-1.23x either way).
+PAUSE_S = 0.2
 
 STAGES = [
     "tokens",
@@ -38,22 +48,26 @@ STAGES = [
 ]
 
 
-def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float], list[float]]:
+def open_shipped() -> Retriever:
+    from rag.cli import open_retriever
+    from rag.config import Settings
+
+    return open_retriever(Settings.from_env(), build_if_missing=False)
+
+
+def in_process(shipped: Retriever, rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float], list[float]]:
     from dataclasses import replace
 
     import numpy as np
 
     from rag import keyword, rerank
-    from rag.cli import open_retriever
-    from rag.config import Settings
     from rag.encoders import PRIMARY, SECOND
     from rag.highlight import best_sentence
     from rag.retrieve import Answer, Hit, Retriever
     from rag.schema import to_response
     from rag.tokenize import detect_language
 
-    settings = Settings.from_env()
-    shipped = open_retriever(settings, build_if_missing=False)
+    settings = shipped.settings
     r = Retriever(replace(settings, rerank=True), shipped.encoders, shipped.index)  # with the learned ranker
     plain = Retriever(replace(settings, rerank=False), shipped.encoders, shipped.index)  # fusion's order, side by side
     uniform = Retriever(replace(settings, rerank=False, late_idf=False), shipped.encoders, shipped.index)  # MaxSim's plain mean
@@ -121,14 +135,23 @@ def in_process(rounds: int) -> tuple[dict[str, list[float]], list[float], list[f
     return stage, bare, whole, whole_plain, whole_uniform
 
 
-def http_round_trips(base: str, rounds: int, took: list[float]) -> list[float]:
-    """Sequential POST /search round trips in ms; `took` gets each answer's own took_ms (the search inside the server)."""
+def http_round_trips(shipped: Retriever, base: str, rounds: int, took: list[float], bare: list[float]) -> list[float]:
+    """Sequential POST /search round trips in ms, each after this process's bare embedding of the same
+    question (into `bare`); `took` gets each answer's own took_ms (the search inside the server)."""
+    from rag.encoders import PRIMARY, SECOND
+
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     qs = questions()
     out = []
     for i in range(rounds * len(qs) + 4):
-        body = json.dumps({"question": qs[i % len(qs)], "top_k": 5})
+        q = qs[i % len(qs)]
+        t = time.perf_counter()
+        shipped.encoders[PRIMARY].encode_queries([q])
+        shipped.encoders[SECOND].encode_queries([q])
+        embedded = (time.perf_counter() - t) * 1000
+        time.sleep(PAUSE_S)
+        body = json.dumps({"question": q, "top_k": 5})
         t = time.perf_counter()
         conn.request("POST", "/search", body=body, headers={"content-type": "application/json"})
         resp = conn.getresponse()
@@ -136,7 +159,9 @@ def http_round_trips(base: str, rounds: int, took: list[float]) -> list[float]:
         if i >= 4:
             out.append((time.perf_counter() - t) * 1000)
             took.append(float(json.loads(data)["took_ms"]))
+            bare.append(embedded)
         assert resp.status == 200, resp.status
+        time.sleep(PAUSE_S)
     conn.close()
     return out
 
@@ -152,17 +177,18 @@ def main() -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load_before = load_line()
-    # Over HTTP first, while this process is still light (no model loaded, no BLAS threads of its own
-    # competing with the server's for the two cores); in process after, on the same questions.
-    round_trips, took = {}, {}
+    shipped = open_shipped()
+    # Over HTTP first, each round trip side by side with the bare embedding of its question here (PAUSE_S);
+    # in process after, on the same questions.
+    round_trips, took, bare_beside = {}, {}, {}
     for variant in args.variants.split(","):
         proc, base, _ = start_server(variant)
         try:
-            took[variant] = []
-            round_trips[variant] = http_round_trips(base, args.rounds, took[variant])
+            took[variant], bare_beside[variant] = [], []
+            round_trips[variant] = http_round_trips(shipped, base, args.rounds, took[variant], bare_beside[variant])
         finally:
             stop_server(proc)
-    stage, bare, whole, whole_plain, whole_uniform = in_process(args.rounds)
+    stage, bare, whole, whole_plain, whole_uniform = in_process(shipped, args.rounds)
     rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
     rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
     floor = median(bare)
@@ -172,20 +198,25 @@ def main() -> int:
     http_rows = []
     for variant, rt in round_trips.items():
         p50, p95, p99 = summary(rt)
-        http_rows.append([f"HTTP POST /search, server `{variant}`", *fmt((p50, p95, p99)), f"{p50 / floor:.2f}x / {p99 / floor:.2f}x"])
+        beside = median(bare_beside[variant])
+        paired = median([a / b for a, b in zip(rt, bare_beside[variant], strict=True)])
+        ratios = f"{p50 / beside:.2f}x / {p99 / beside:.2f}x (question by question: {paired:.2f}x)"
+        http_rows.append([f"HTTP POST /search, server `{variant}`", *fmt((p50, p95, p99)), ratios])
         inside = took[variant]
         label = f"  its searches inside the server (`took_ms`), `{variant}`"
-        http_rows.append([label, *fmt(summary(inside)), f"{median(inside) / floor:.2f}x"])
+        http_rows.append([label, *fmt(summary(inside)), f"{median(inside) / beside:.2f}x"])
+        http_rows.append([f"  bare query embedding here, beside `{variant}`'s round trips", *fmt(summary(bare_beside[variant])), "1.00x"])
     n = len(bare)
     text = (
         f"{n} warm queries in process ({n // 2} Chinese, {n // 2} English questions from tests/data/questions.jsonl, top_k=5; "
-        f"in process: the shipped encoders at default BLAS threads, e5 queries through the numpy path), measured after the same over HTTP. "
+        f"in process: the shipped encoders at default BLAS threads, e5 queries through the numpy path), measured after the same over HTTP, "
+        f"where each round trip came {PAUSE_S} s after this process's bare embedding of its question (the ratios' floor). "
         f"Before: {load_before}; after: {load_line()}.\n\n"
         + table(["stage", "p50 ms", "p95 ms", "p99 ms"], rows)
         + f"\n\nWhole search p50 / bare embedding p50: {median(whole) / floor:.2f}x with the ranker, "
         f"{median(whole_plain) / floor:.2f}x without, {median(whole_uniform) / floor:.2f}x without and with MaxSim's plain mean "
         f"instead of idf weights (the three measured alternately, question by question).\n\n"
-        + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs bare-embedding p50"], http_rows)
+        + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs the bare-embedding p50 beside it"], http_rows)
         + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (BLAS threads at their default); "
         "`blas1` limits numpy's BLAS to one thread per process; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"
     )
