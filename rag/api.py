@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
@@ -106,6 +107,9 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
         q: Annotated[str, Query(description="The question.", max_length=MAX_QUESTION_CHARS)],
         top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
     ) -> SearchResponse | JSONResponse:
+        bad = undecodable_param(request.scope.get("query_string", b""), b"q")
+        if bad is not None:  # Starlette would have read it as U+FFFD and searched for that
+            return _error([{"loc": ("q",), "msg": bad, "type": "unicode_invalid"}])
         try:
             body = SearchRequest(question=q, top_k=top_k)
         except ValidationError as exc:
@@ -183,6 +187,20 @@ def _answer(retriever: Retriever, admission: Admission, client: str, request: Se
         started = time.perf_counter()  # took_ms is the search itself, not the wait for a slot
         answer = retriever.answer(request.question, request.top_k)
     return to_response(request.question, answer, (time.perf_counter() - started) * 1000)
+
+
+def undecodable_param(query_string: bytes, name: bytes) -> str | None:
+    """Why the query string's `name` parameter is not UTF-8 once percent-decoded; None when it is (or is absent)."""
+    for pair in query_string.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if unquote_to_bytes(key.replace(b"+", b" ")) != name:
+            continue
+        raw = unquote_to_bytes(value.replace(b"+", b" "))
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"is not UTF-8 text (byte 0x{raw[exc.start]:02X} at byte {exc.start}); percent-encode the question's UTF-8 bytes"
+    return None
 
 
 def _error(errors: list[dict[str, Any]]) -> JSONResponse:

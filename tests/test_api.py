@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.api import undecodable_param
 from rag.config import Settings
 from rag.retrieve import Retriever
 
@@ -132,6 +133,20 @@ def test_bad_get_input_is_a_422_naming_the_field(server: httpx.Client, params: d
     response = server.get("/search", params=params)
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(field)
+
+
+@pytest.mark.parametrize("query", ["q=%ED%A0%80", "q=%FF%FE", "top_k=3&q=%E5%8C", "q=ok&q=%C3"])
+def test_a_get_question_that_is_not_utf8_is_a_422_naming_q(server: httpx.Client, query: str) -> None:
+    response = server.get("/search?" + query)  # Starlette alone reads these bytes as U+FFFD and answers 200
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("q: is not UTF-8 text")
+
+
+def test_undecodable_param_reads_the_raw_query_string() -> None:
+    assert undecodable_param(b"q=%E5%8C%BB&top_k=2", b"q") is None
+    assert undecodable_param(b"top_k=%FF", b"q") is None  # another parameter's bytes are its own validator's business
+    assert undecodable_param(b"q=a+b%20%E5%8C%BB", b"q") is None
+    assert undecodable_param(b"q=ab%E5", b"q") == "is not UTF-8 text (byte 0xE5 at byte 2); percent-encode the question's UTF-8 bytes"
 
 
 def test_the_search_page_and_openapi_are_served(server: httpx.Client) -> None:
