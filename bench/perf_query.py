@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http.client
 
-from perf_common import load_line, median, questions, start_server, stop_server, summary, table, write_section
+from perf_common import ROOT, load_line, median, questions, start_server, stop_server, summary, table, write_section
 
 if TYPE_CHECKING:
     from rag.retrieve import Retriever
@@ -52,7 +52,9 @@ def open_shipped() -> Retriever:
     from rag.cli import open_retriever
     from rag.config import Settings
 
-    return open_retriever(Settings.from_env(), build_if_missing=False)
+    retriever = open_retriever(Settings.from_env(), build_if_missing=False)
+    retriever.warm_up()  # as `rag serve` does once listening
+    return retriever
 
 
 def in_process(shipped: Retriever, rounds: int) -> tuple[dict[str, list[float]], list[float], list[float], list[float], list[float]]:
@@ -135,6 +137,39 @@ def in_process(shipped: Retriever, rounds: int) -> tuple[dict[str, list[float]],
     return stage, bare, whole, whole_plain, whole_uniform
 
 
+def first_seen_english(shipped: Retriever) -> tuple[list[float], list[float], int]:
+    """The keyword side (jieba + translations) of the own set's English questions as if never asked: each
+    with a fresh word cache and with one warmed as `rag serve` warms it (Retriever.warm_up), alternately;
+    and how many of them got the same tokens both ways."""
+    from rag.encoders import SECOND
+    from rag.expand import EncoderSimilarity, similarity_words
+    from rag.tokenize import detect_language
+
+    use = shipped.encoders[SECOND]
+    warmed = EncoderSimilarity(use)
+    warmed.warm(similarity_words(shipped.index.vocabulary, warmed.max_cached // 2))
+    own = [json.loads(line)["question"] for line in (ROOT / "tests" / "data" / "questions.jsonl").open(encoding="utf-8")]
+    english = [q for q in own if detect_language(q) == "en"]
+    saved = shipped.translation_similarity
+    cold_ms, warm_ms, same = [], [], 0
+    try:
+        for q in english:
+            shipped.translation_similarity = EncoderSimilarity(use)
+            t = time.perf_counter()
+            cold = shipped.keyword_query(q, shipped.index)
+            cold_ms.append((time.perf_counter() - t) * 1000)
+            copy = EncoderSimilarity(use)
+            copy._vectors = dict(warmed._vectors)
+            shipped.translation_similarity = copy
+            t = time.perf_counter()
+            warm = shipped.keyword_query(q, shipped.index)
+            warm_ms.append((time.perf_counter() - t) * 1000)
+            same += cold == warm
+    finally:
+        shipped.translation_similarity = saved
+    return cold_ms, warm_ms, same
+
+
 def http_round_trips(shipped: Retriever, base: str, rounds: int, took: list[float], bare: list[float]) -> list[float]:
     """Sequential POST /search round trips in ms, each after this process's bare embedding of the same
     question (into `bare`); `took` gets each answer's own took_ms (the search inside the server)."""
@@ -189,6 +224,7 @@ def main() -> int:
         finally:
             stop_server(proc)
     stage, bare, whole, whole_plain, whole_uniform = in_process(shipped, args.rounds)
+    cold_ms, warm_ms, same = first_seen_english(shipped)
     rows = [[s, *fmt(summary(v))] for s, v in stage.items()]
     rows.append(["**bare query embedding (e5 + USE)**", *fmt(summary(bare))])
     floor = median(bare)
@@ -217,6 +253,17 @@ def main() -> int:
         f"{median(whole_plain) / floor:.2f}x without, {median(whole_uniform) / floor:.2f}x without and with MaxSim's plain mean "
         f"instead of idf weights (the three measured alternately, question by question).\n\n"
         + table(["HTTP round trip", "p50 ms", "p95 ms", "p99 ms", "p50 / p99 vs the bare-embedding p50 beside it"], http_rows)
+        + f"\n\nThe keyword side of {len(cold_ms)} English questions (tests/data/questions.jsonl) as if never asked, "
+        f"alternately with a fresh word cache and with the cache `rag serve` warms once listening (Retriever.warm_up: "
+        f"the vocabulary's dictionary keys and candidates, rag/expand.py `similarity_words`); the same tokens both ways "
+        f"for {same} of {len(cold_ms)}:\n\n"
+        + table(
+            ["keyword side of a first-seen English question", "p50 ms", "p95 ms", "p99 ms", "p50 vs bare-embedding p50"],
+            [
+                ["fresh word cache", *fmt(summary(cold_ms)), f"{median(cold_ms) / floor:.2f}x"],
+                ["warmed word cache (shipped)", *fmt(summary(warm_ms)), f"{median(warm_ms) / floor:.2f}x"],
+            ],
+        )
         + "\n\nServers (bench/perf_common.py LAUNCHERS): `plain` is `rag serve` as shipped (BLAS threads at their default); "
         "`blas1` limits numpy's BLAS to one thread per process; `st` embeds e5 queries with sentence-transformers (torch, one thread).\n"
     )

@@ -223,6 +223,28 @@ def rank_by_similarity(english: str, candidates: list[str], similarity: Similari
     return [c for _, c in sorted(zip(scores, pool, strict=True), key=lambda sc: -sc[0])]
 
 
+def similarity_words(vocabulary: AbstractSet[str], limit: int) -> list[str]:
+    """What a translation's similarity will embed for this vocabulary, at most `limit` texts: each
+    dictionary key with two or more candidates the vocabulary holds (the only ones `rank_by_similarity`
+    re-orders), then those candidates; single words before phrases, shorter before longer.
+
+    Embedded ahead (`EncoderSimilarity.warm`), a first-seen English question no longer pays ~9 ms
+    for its words (docs/performance.md); the question's own surface forms ("cards") still come lazily.
+    """
+    keys: list[str] = []
+    chinese: dict[str, None] = {}
+    for key, cands in sorted(reverse_cedict().items(), key=lambda kv: (kv[0].count(" "), len(kv[0]), kv[0])):
+        pool = [c for c, _ in cands if c in vocabulary][:RERANK_POOL]
+        if len(pool) < 2:
+            continue
+        fresh = [c for c in pool if c not in chinese]
+        if len(keys) + len(chinese) + 1 + len(fresh) > limit:
+            break
+        keys.append(key)
+        chinese.update(dict.fromkeys(fresh))
+    return keys + list(chinese)
+
+
 class Translation(NamedTuple):
     """One English word or dictionary phrase of a question and its chosen Chinese tokens, best first."""
 
@@ -344,6 +366,12 @@ class EncoderSimilarity:
             vectors.update(zip(missing, self.embed(missing), strict=True))
             self._vectors = vectors
         return np.stack([vectors[t] for t in texts])
+
+    def warm(self, texts: list[str], batch: int = 256) -> None:
+        """Embed `texts` now (e.g. `similarity_words`), in batches, so no question waits for them."""
+        texts = [t for t in dict.fromkeys(texts) if t not in self._vectors][: max(0, self.max_cached - len(self._vectors))]
+        for start in range(0, len(texts), batch):
+            self.vectors(texts[start : start + batch])
 
     def __call__(self, english: str, candidates: list[str]) -> Sequence[float]:
         v = self.vectors([english, *candidates])

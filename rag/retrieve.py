@@ -20,7 +20,7 @@ from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, TOKENS, Encoder
-from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, translate_english
+from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, similarity_words, translate_english
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -180,8 +180,12 @@ class Retriever:
 
     def warm_up(self) -> None:
         """One search now, so that what the first search would load lazily is loaded: jieba's dictionary
-        (0.8 s on the 2-core machine) and anything else a first search still finds cold."""
+        (0.8 s on the 2-core machine) and anything else a first search still finds cold; then the words
+        English translations will be chosen by, embedded ahead (rag/expand.py, `similarity_words`)."""
         self.answer("医保", 1)
+        if self.translation_similarity is not None:
+            limit = self.translation_similarity.max_cached // 2
+            self.translation_similarity.warm(similarity_words(self._index.vocabulary, limit))
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         return self.answer(question, top_k).hits

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.encoders import SECOND
-from rag.expand import RERANK_POOL, EncoderSimilarity, expand_english, rank_by_similarity
+from rag.expand import RERANK_POOL, EncoderSimilarity, expand_english, rank_by_similarity, reverse_cedict, similarity_words
 from rag.retrieve import Retriever
 
 
@@ -78,3 +78,42 @@ def test_encoder_similarity_keeps_exact_vectors_and_a_bounded_cache(retriever: R
     similarity.vectors(["city", "城市"])  # over the bound: the cache starts over
     assert len(similarity._vectors) <= 4
     np.testing.assert_allclose(similarity.vectors(["card"]), expected[:1], atol=1e-6)
+
+
+def test_similarity_words_are_the_keys_a_vocabulary_reorders_and_their_candidates() -> None:
+    vocabulary = {"卡片", "卡", "发卡", "城市"}
+    words = similarity_words(vocabulary, 10_000)
+    table = reverse_cedict()
+    keys = [w for w in words if w.isascii()]
+    assert "card" in keys and {"卡片", "卡", "发卡"} <= set(words)
+    assert all(sum(c in vocabulary for c, _ in table[k]) >= 2 for k in keys), "a key with one candidate is never re-ordered"
+    assert set(words) - set(keys) <= vocabulary
+    assert len(similarity_words(vocabulary, 5)) <= 5
+
+
+def test_a_warmed_similarity_embeds_no_word_for_a_first_seen_question(retriever: Retriever) -> None:
+    use = retriever.encoders[SECOND]
+    embedded: list[str] = []
+
+    def recording(texts: list[str]) -> np.ndarray:
+        embedded.extend(texts)
+        return use.encode_words(texts)  # type: ignore[attr-defined,no-any-return]
+
+    question = "Can I use the electronic card at a pharmacy in another city?"
+    cold = EncoderSimilarity(use)
+    cold.embed = recording
+    expected = expand_english(question, retriever.index.vocabulary, similarity=cold)
+    assert any(not w.isascii() for w in embedded), "the cold cache embeds the Chinese candidates"
+    warmed = EncoderSimilarity(use)
+    warmed.warm(similarity_words(retriever.index.vocabulary, warmed.max_cached // 2))
+    embedded.clear()
+    warmed.embed = recording
+    assert expand_english(question, retriever.index.vocabulary, similarity=warmed) == expected
+    assert embedded == [], f"embedded at question time: {embedded}"
+
+
+def test_warm_up_embeds_the_index_vocabulary_words(retriever: Retriever) -> None:
+    similarity = retriever.translation_similarity
+    assert similarity is not None
+    retriever.warm_up()
+    assert set(similarity_words(retriever.index.vocabulary, similarity.max_cached // 2)) <= set(similarity._vectors)
