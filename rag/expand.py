@@ -345,8 +345,10 @@ class EncoderSimilarity:
     """A `Similarity` from a dense encoder, with every word's vector kept (words recur across questions).
 
     One encoder call per question embeds the words not seen before: a question whose words are all
-    new costs ~9 ms more with USE, one whose words were seen costs nothing measurable. The cache is
-    emptied when it reaches `max_cached` words (~40 MB of USE vectors), so memory stays bounded.
+    new costs ~5-9 ms more with USE, one whose words were seen costs nothing measurable. `rag serve`
+    therefore embeds the index vocabulary's `similarity_words` once listening (`warm`); an index
+    reloaded later gets its new words as questions bring them. The cache is emptied when it reaches
+    `max_cached` words (~40 MB of USE vectors), so memory stays bounded.
     """
 
     def __init__(self, encoder: _Encoder, max_cached: int = 20_000):
