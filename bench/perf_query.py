@@ -142,12 +142,12 @@ def first_seen_english(shipped: Retriever) -> tuple[list[float], list[float], in
     with a fresh word cache and with one warmed as `rag serve` warms it (Retriever.warm_up), alternately;
     and how many of them got the same tokens both ways."""
     from rag.encoders import SECOND
-    from rag.expand import EncoderSimilarity, similarity_words
+    from rag.expand import EncoderSimilarity
     from rag.tokenize import detect_language
 
     use = shipped.encoders[SECOND]
     warmed = EncoderSimilarity(use)
-    warmed.warm(similarity_words(shipped.index.vocabulary, warmed.max_cached // 2))
+    warmed.warm_for(shipped.index.vocabulary)
     own = [json.loads(line)["question"] for line in (ROOT / "tests" / "data" / "questions.jsonl").open(encoding="utf-8")]
     english = [q for q in own if detect_language(q) == "en"]
     saved = shipped.translation_similarity

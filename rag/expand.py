@@ -347,7 +347,7 @@ class EncoderSimilarity:
 
     One encoder call per question embeds the words not seen before: a question whose words are all
     new costs ~5-9 ms more with USE, one whose words were seen costs nothing measurable. `rag serve`
-    therefore embeds the index vocabulary's `similarity_words` once listening (`warm`); an index
+    therefore embeds the index vocabulary's `similarity_words` once listening (`warm_for`); an index
     reloaded later gets its new words as questions bring them. The cache is emptied when it reaches
     `max_cached` words (~40 MB of USE vectors), so memory stays bounded.
     """
@@ -370,8 +370,12 @@ class EncoderSimilarity:
             self._vectors = vectors
         return np.stack([vectors[t] for t in texts])
 
+    def warm_for(self, vocabulary: AbstractSet[str]) -> None:
+        """Embed the vocabulary's `similarity_words` now, up to half the cache (room is left for the questions' own words)."""
+        self.warm(similarity_words(vocabulary, self.max_cached // 2))
+
     def warm(self, texts: list[str], batch: int = 256) -> None:
-        """Embed `texts` now (e.g. `similarity_words`), in batches, so no question waits for them."""
+        """Embed `texts` now, in batches, so no question waits for them."""
         texts = [t for t in dict.fromkeys(texts) if t not in self._vectors][: max(0, self.max_cached - len(self._vectors))]
         for start in range(0, len(texts), batch):
             self.vectors(texts[start : start + batch])

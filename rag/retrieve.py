@@ -20,7 +20,7 @@ from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, TOKENS, Encoder
-from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, similarity_words, translate_english
+from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, translate_english
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -184,8 +184,7 @@ class Retriever:
         English translations will be chosen by, embedded ahead (rag/expand.py, `similarity_words`)."""
         self.answer("医保", 1)
         if self.translation_similarity is not None:
-            limit = self.translation_similarity.max_cached // 2
-            self.translation_similarity.warm(similarity_words(self._index.vocabulary, limit))
+            self.translation_similarity.warm_for(self._index.vocabulary)
 
     def search(self, question: str, top_k: int = 5) -> list[Hit]:
         return self.answer(question, top_k).hits

@@ -105,7 +105,7 @@ def test_a_warmed_similarity_embeds_no_word_for_a_first_seen_question(retriever:
     expected = expand_english(question, retriever.index.vocabulary, similarity=cold)
     assert any(not w.isascii() for w in embedded), "the cold cache embeds the Chinese candidates"
     warmed = EncoderSimilarity(use)
-    warmed.warm(similarity_words(retriever.index.vocabulary, warmed.max_cached // 2))
+    warmed.warm_for(retriever.index.vocabulary)
     embedded.clear()
     warmed.embed = recording
     assert expand_english(question, retriever.index.vocabulary, similarity=warmed) == expected
