@@ -168,6 +168,8 @@ def check_port(host: str, port: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+        except socket.gaierror as exc:  # not an address of this machine's resolver: the host is wrong, not the port
+            raise RagError(f"cannot listen on {host}:{port} ({exc.strerror}); pass an address of this machine as --host") from None
         except OSError as exc:
             raise RagError(f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or pick another --port") from None
 

@@ -48,6 +48,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _port(text: str) -> int:
+    """A TCP port as --port takes it; anything else is a usage error, not a failed bind."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= port <= 65535:  # 0: any free port
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {port}")
+    return port
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="rag",
@@ -101,7 +112,7 @@ def build_parser() -> Parser:
         description="Serve the HTTP API (OpenAPI docs at /docs, a search page at /). Builds the index first if there is none.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port, 0-65535 (default 8000)")
     locations(p)
 
     p = sub.add_parser(

@@ -238,3 +238,16 @@ def test_rag_serve_on_a_taken_port_is_one_line_and_exit_2(settings: Settings) ->
         )
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--port", "99999"], "argument --port: must be 0-65535, got 99999"),
+    (["--port", "-1"], "argument --port: must be 0-65535, got -1"),
+    (["--port", "eighty"], "argument --port: must be a whole number, got 'eighty'"),
+    (["--host", "no-such-host.invalid", "--port", "8000"], "pass an address of this machine as --host"),
+])  # fmt: skip
+def test_rag_serve_with_a_bad_port_or_host_is_a_usage_line_not_an_internal_error(settings: Settings, args: list[str], message: str) -> None:
+    env = os.environ | {"RAG_INDEX_DIR": str(settings.index_dir)}
+    result = subprocess.run([sys.executable, "-m", "rag.cli", "serve", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and "internal error" not in result.stderr, result.stderr

@@ -193,3 +193,6 @@ def test_empty_corpus_is_a_clear_error(settings: Settings, encoders: dict[str, E
         build_index(replace(settings, corpus_dir=tmp_path / "empty", index_dir=tmp_path / "index"), encoders, progress=False)
     with pytest.raises(CorpusError, match="does not exist"):
         build_index(replace(settings, corpus_dir=tmp_path / "nope", index_dir=tmp_path / "index"), encoders, progress=False)
+    (tmp_path / "a-file.txt").write_text("医保", encoding="utf-8")
+    with pytest.raises(CorpusError, match="is a file, not a folder"):
+        build_index(replace(settings, corpus_dir=tmp_path / "a-file.txt", index_dir=tmp_path / "index"), encoders, progress=False)

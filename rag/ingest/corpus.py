@@ -61,7 +61,8 @@ def _check(path: Path, rel: str, root: str) -> Candidate | SkippedFile:
 def scan(corpus_dir: Path) -> tuple[list[Candidate], list[SkippedFile]]:
     """Files with a known suffix, in a stable order, and the ones refused before opening."""
     if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus folder {corpus_dir} does not exist; create it or pass --corpus DIR")
+        what = "is a file, not a folder" if corpus_dir.exists() else "does not exist"
+        raise CorpusError(f"corpus folder {corpus_dir} {what}; create it or pass --corpus DIR")
     root = os.path.realpath(corpus_dir)
     found: list[Candidate] = []
     skipped: list[SkippedFile] = []
