@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -144,6 +145,30 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise RagError(f"RAG_{name.upper()} must be positive, got {getattr(self, name)}")
 
+    def check_values(self) -> None:
+        """Refuse numbers a search or build cannot use (RAG_CANDIDATES=0 would answer nothing, a NaN weight
+        would order nothing), naming the variable, before anything loads."""
+        for name, least in _AT_LEAST.items():
+            if getattr(self, name) < least:
+                raise RagError(f"RAG_{name.upper()} must be at least {least}, got {getattr(self, name)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RagError(f"RAG_{f.name.upper()} must be a finite number, got {value}")
+        for name in ("late_weight_zh", "late_weight_en", "hub_penalty_zh", "hub_penalty_en"):
+            if getattr(self, name) < 0:
+                raise RagError(f"RAG_{name.upper()} must not be negative, got {getattr(self, name)}")
+        if self.confidence_threshold > 1:
+            threshold = self.confidence_threshold
+            raise RagError(f"RAG_CONFIDENCE_THRESHOLD must be at most 1 (a probability; negative: the model's own), got {threshold}")
+        if self.fusion not in ("zscore", "rrf"):
+            raise RagError(f"RAG_FUSION must be zscore or rrf, got {self.fusion!r}")
+        for lang in ("zh", "en"):
+            weights = self.weights(lang)
+            if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights):
+                raw = getattr(self, f"weights_{lang}")
+                raise RagError(f"RAG_WEIGHTS_{lang.upper()} must be three numbers of at least 0 (e5, USE, BM25), got {raw!r}")
+
     def check_store(self) -> None:
         """Refuse store settings that cannot work, naming the variable."""
         if self.store not in ("local", "milvus"):
@@ -204,12 +229,20 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.check_store()
+        settings.check_values()
         return replace(
             settings,
             corpus_dir=Path(settings.corpus_dir).expanduser().resolve(),
             index_dir=Path(settings.index_dir).expanduser().resolve(),
             cache_dir=Path(settings.cache_dir).expanduser().resolve(),
         )
+
+
+# The least value of each integer setting that can work (0 turns late interaction or translations off).
+_AT_LEAST = {
+    "batch_size": 1, "candidates": 1, "late_depth": 0, "rrf_k": 0, "translations_per_word": 0, "embed_threads": 0,
+    "max_chars": 1, "min_chars": 0, "reload_poll_ms": 1, "ray_workers": 0, "ray_worker_cpus": 1, "ray_batch_size": 1,
+}  # fmt: skip
 
 
 def _coerce(raw: str, default: Any, name: str) -> Any:

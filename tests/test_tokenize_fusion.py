@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,30 @@ def test_float_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("RAG_HUB_PENALTY_EN", "lots")
     with pytest.raises(RagError, match="RAG_HUB_PENALTY_EN must be a number"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("RAG_CANDIDATES", "0", "RAG_CANDIDATES must be at least 1, got 0"),
+    ("RAG_BATCH_SIZE", "0", "RAG_BATCH_SIZE must be at least 1"),
+    ("RAG_TRANSLATIONS_PER_WORD", "-1", "RAG_TRANSLATIONS_PER_WORD must be at least 0"),
+    ("RAG_LATE_WEIGHT_ZH", "nan", "RAG_LATE_WEIGHT_ZH must be a finite number"),
+    ("RAG_LATE_WEIGHT_EN", "-0.5", "RAG_LATE_WEIGHT_EN must not be negative"),
+    ("RAG_CONFIDENCE_THRESHOLD", "5", "RAG_CONFIDENCE_THRESHOLD must be at most 1"),
+    ("RAG_FUSION", "borda", "RAG_FUSION must be zscore or rrf"),
+    ("RAG_WEIGHTS_ZH", "1,2", "RAG_WEIGHTS_ZH must be three numbers"),
+    ("RAG_WEIGHTS_EN", "inf,1,1", "RAG_WEIGHTS_EN must be three numbers"),
+])  # fmt: skip
+def test_settings_a_search_cannot_use_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RagError, match=re.escape(message)):
+        Settings.from_env()
+
+
+def test_the_edge_values_that_turn_a_part_off_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    edges = (("RAG_LATE_DEPTH", "0"), ("RAG_TRANSLATIONS_PER_WORD", "0"), ("RAG_CONFIDENCE_THRESHOLD", "0"), ("RAG_WEIGHTS_EN", "2,0,1"))
+    for name, value in edges:
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    assert (settings.late_depth, settings.translations_per_word, settings.weights("en")) == (0, 0, [2.0, 0.0, 1.0])
