@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from rag.config import Settings
 from rag.ingest import store
+from rag.percent import undecodable_path
 from rag.reload import Job, Reindexer, Reloader
 from rag.schema import ErrorResponse
 
@@ -105,6 +106,7 @@ def admin_router(reloader: Reloader) -> APIRouter:
     @router.put("/documents/{path:path}", status_code=202, responses=doc_errors)
     async def put_document(path: str, request: Request, response: Response) -> dict[str, Any]:
         """Add or replace corpus file `path` (raw body, or multipart field `file`), then reindex; returns the job."""
+        _check_decodable(request)
         data = await _upload(request)
         try:
             replaced = store.put_document(corpus, path, data)
@@ -113,8 +115,9 @@ def admin_router(reloader: Reloader) -> APIRouter:
         return _queued(response, jobs.submit(False), {"document": path, "replaced": replaced, "bytes": len(data)})
 
     @router.delete("/documents/{path:path}", status_code=202, responses=doc_errors)
-    def delete_document(path: str, response: Response) -> dict[str, Any]:
+    def delete_document(path: str, request: Request, response: Response) -> dict[str, Any]:
         """Remove corpus file `path`, then reindex; returns the job."""
+        _check_decodable(request)
         try:
             store.delete_document(corpus, path)
         except store.DocumentPathError as exc:
@@ -155,3 +158,10 @@ async def _upload(request: Request) -> bytes:
 def _queued(response: Response, job: Job, extra: dict[str, Any]) -> dict[str, Any]:
     response.headers["Location"] = f"/admin/reindex/{job.id}"
     return job.to_json() | extra
+
+
+def _check_decodable(request: Request) -> None:
+    """A path Starlette had to read with U+FFFD names a file the client did not: refused, not written."""
+    bad = undecodable_path(request.scope.get("raw_path", b""))
+    if bad is not None:
+        raise HTTPException(422, f"path: {bad}")

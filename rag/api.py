@@ -7,7 +7,6 @@ import os
 import socket
 import time
 from typing import Annotated, Any
-from urllib.parse import unquote_to_bytes
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
@@ -23,6 +22,7 @@ from rag.config import Settings
 from rag.encoders import PRIMARY
 from rag.errors import RagError
 from rag.http_guard import HeaderTimeoutProtocol, Limits, OneLineErrors
+from rag.percent import undecodable_param, undecodable_path
 from rag.reload import Reloader
 from rag.retrieve import Retriever
 from rag.schema import (
@@ -119,11 +119,15 @@ def create_app(retriever: Retriever, reloader: Reloader | None = None) -> FastAP
 
     @app.get("/documents/{doc_id:path}", response_model=DocumentOut, responses={404: {"model": ErrorResponse}})
     def document(
+        request: Request,
         doc_id: str,
         start: Annotated[int | None, Query(ge=0, description="Offset of the first character to return.")] = None,
         end: Annotated[int | None, Query(ge=0, description="Offset after the last character to return.")] = None,
     ) -> DocumentOut | JSONResponse:
         """A document's canonical text (or a slice of it), to check a citation: text[start:end] is the passage."""
+        bad = undecodable_path(request.scope.get("raw_path", b""))
+        if bad is not None:  # read as U+FFFD, it could name another document
+            return _error([{"loc": ("path", "doc_id"), "msg": bad, "type": "unicode_invalid"}])
         doc = app.state.retriever.index.documents.get(doc_id)
         if doc is None:
             raise StarletteHTTPException(404, f"no document {doc_id[:200]!r} in the index; ids are paths relative to the corpus folder")
@@ -189,20 +193,6 @@ def _answer(retriever: Retriever, admission: Admission, client: str, request: Se
         started = time.perf_counter()  # took_ms is the search itself, not the wait for a slot
         answer = retriever.answer(request.question, request.top_k)
     return to_response(request.question, answer, (time.perf_counter() - started) * 1000)
-
-
-def undecodable_param(query_string: bytes, name: bytes) -> str | None:
-    """Why the query string's `name` parameter is not UTF-8 once percent-decoded; None when it is (or is absent)."""
-    for pair in query_string.split(b"&"):
-        key, _, value = pair.partition(b"=")
-        if unquote_to_bytes(key.replace(b"+", b" ")) != name:
-            continue
-        raw = unquote_to_bytes(value.replace(b"+", b" "))
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return f"is not UTF-8 text (byte 0x{raw[exc.start]:02X} at byte {exc.start}); percent-encode the question's UTF-8 bytes"
-    return None
 
 
 def _error(errors: list[dict[str, Any]]) -> JSONResponse:

@@ -71,6 +71,8 @@ def test_put_raw_and_multipart_then_delete_each_reindexes(small: Retriever) -> N
         ("notes.exe", 415, "not a format"),
         ("notes", 415, "not a format"),
         ("out/escape.txt", 403, "outside the corpus"),
+        ("a" * 300 + ".txt", 422, "at most 230 bytes"),  # was a 500: the file system's "File name too long"
+        ("文" * 80 + "/x.txt", 422, "at most 230 bytes"),  # 240 bytes in UTF-8
     ],
 )
 def test_paths_that_leave_the_corpus_or_are_not_documents_are_refused(
@@ -93,4 +95,7 @@ def test_uploads_need_the_token_a_body_and_stay_under_the_limit(small: Retriever
         big = client.put("/admin/documents/a.txt", content=b"x" * 20_000, headers=AUTH)  # the limit here is 0.01 MB
         assert big.status_code == 413 and big.json()["detail"].startswith("body:")
         assert client.delete("/admin/documents/none.txt", headers=AUTH).status_code == 404
-    assert not (small.settings.corpus_dir / "a.txt").exists()
+        for method in ("PUT", "DELETE"):  # Starlette alone would write or remove "\ufffd.txt"
+            refused = client.request(method, "/admin/documents/%FF.txt", content=b"hi", headers=AUTH)
+            assert refused.status_code == 422 and refused.json()["detail"].startswith("path: is not UTF-8 text"), refused.text
+    assert not (small.settings.corpus_dir / "a.txt").exists() and not (small.settings.corpus_dir / "\ufffd.txt").exists()

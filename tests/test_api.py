@@ -12,6 +12,7 @@ import pytest
 
 from rag.api import undecodable_param
 from rag.config import Settings
+from rag.percent import undecodable_path
 from rag.retrieve import Retriever
 
 pytestmark = pytest.mark.slow
@@ -140,6 +141,19 @@ def test_a_get_question_that_is_not_utf8_is_a_422_naming_q(server: httpx.Client,
     response = server.get("/search?" + query)  # Starlette alone reads these bytes as U+FFFD and answers 200
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("q: is not UTF-8 text")
+
+
+@pytest.mark.parametrize("path", ["%FF.txt", "family-e-medical-card%E5.txt", "%ED%A0%80"])
+def test_a_document_path_that_is_not_utf8_is_a_422_not_another_document(server: httpx.Client, path: str) -> None:
+    response = server.get("/documents/" + path)  # Starlette alone reads these bytes as U+FFFD
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("path.doc_id: is not UTF-8 text"), response.text
+    assert server.get("/documents/%E6%96%87.txt").status_code == 404  # UTF-8, just absent
+
+
+def test_undecodable_path_reads_the_raw_path() -> None:
+    assert undecodable_path(b"/documents/%E6%96%87%20a.txt") is None
+    assert undecodable_path(b"/documents/a%FF.txt") == "is not UTF-8 text (byte 0xFF at byte 12); percent-encode the path's UTF-8 bytes"
 
 
 def test_undecodable_param_reads_the_raw_query_string() -> None:

@@ -15,6 +15,8 @@ from rag.errors import RagError
 from rag.ingest.corpus import FORMATS, SUFFIXES, _inside
 
 MAX_PATH_CHARS = 1024
+# A file system takes names of at most 255 bytes; the upload's temporary name adds ".", ".upload-" and a pid.
+MAX_NAME_BYTES = 230
 
 
 class DocumentPathError(RagError):
@@ -36,6 +38,8 @@ def confined_path(corpus_dir: Path, rel: str) -> Path:
         raise DocumentPathError("path: must not contain empty, `.` or `..` parts")
     if any(p.startswith(".") for p in parts):
         raise DocumentPathError("path: hidden files and folders (starting with `.`) are not part of the corpus")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        raise DocumentPathError(f"path: each folder or file name must be at most {MAX_NAME_BYTES} bytes in UTF-8 (a file system limit)")
     suffix = Path(parts[-1]).suffix.lower()
     if suffix not in FORMATS:
         raise DocumentPathError(f"path: {suffix or 'no extension'} is not a format the corpus reads ({', '.join(SUFFIXES)})", 415)
