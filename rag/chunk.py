@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from rag.simplified import to_simplified
+
 if TYPE_CHECKING:
     from rag.ingest.base import Document
 
@@ -298,12 +300,13 @@ def chunk(doc: Document, max_chars: int = 300) -> list[Passage]:
 
 
 def embedding_text(passage: Passage, text: str | None = None) -> str:
-    """What the encoders see: the section path as context, then the passage (or `text`, a part of it)."""
+    """What the encoders see: the section path as context, then the passage (or `text`, a part of it),
+    Traditional Chinese read as Simplified as the questions are (rag/simplified.py); citations keep the document's characters."""
     text = passage.text if text is None else text
     path = [p for p in passage.section if p != RELATED_MARKER]
     if RELATED_MARKER in passage.section:
         path = path[1:]  # a related article is not about the page it was found on
-    return (" > ".join(path) + "\n" + text) if path else text
+    return to_simplified((" > ".join(path) + "\n" + text) if path else text)
 
 
 UNITS = ("passage", "sentence")

@@ -9,6 +9,8 @@ from functools import lru_cache
 
 import jieba
 
+from rag.simplified import to_simplified
+
 jieba.setLogLevel(logging.WARNING)
 
 # Function words that match everywhere and only add noise to BM25.
@@ -53,9 +55,12 @@ def word_frequencies() -> dict[str, int]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Search-mode segmentation: long words plus their sub-words, so 医保电子凭证 also matches 医保."""
+    """Search-mode segmentation: long words plus their sub-words, so 医保电子凭证 also matches 医保.
+
+    Traditional Chinese is read as Simplified first (rag/simplified.py), on the index's side and the question's.
+    """
     tokens = []
-    for token in _jieba().cut_for_search(text):
+    for token in _jieba().cut_for_search(to_simplified(text)):
         token = token.strip().lower()
         if token and _WORDISH.search(token) and token not in STOPWORDS:
             tokens.append(token)
