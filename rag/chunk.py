@@ -301,7 +301,9 @@ def chunk(doc: Document, max_chars: int = 300) -> list[Passage]:
 
 def embedding_text(passage: Passage, text: str | None = None) -> str:
     """What the encoders see: the section path as context, then the passage (or `text`, a part of it),
-    Traditional Chinese read as Simplified as the questions are (rag/simplified.py); citations keep the document's characters."""
+    Traditional Chinese read as Simplified as the questions are (rag/simplified.py); citations keep the document's characters.
+    Full-width forms are left as written: e5's tokenizer reads them as ASCII already (NFKC), and a corpus
+    written with full-width punctuation would otherwise be embedded again for nothing."""
     text = passage.text if text is None else text
     path = [p for p in passage.section if p != RELATED_MARKER]
     if RELATED_MARKER in passage.section:

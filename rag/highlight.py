@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from rag.chunk import Passage, Span, sentence_spans
-from rag.simplified import to_simplified
+from rag.normalize import searchable
 
 SEMANTIC_WEIGHT = 0.5
 
@@ -63,5 +63,5 @@ def best_sentence(passage: Passage, keywords: list[str], similarity: np.ndarray 
 
 
 def _points(text: str, keywords: set[str]) -> int:
-    text = to_simplified(text).lower()  # the keywords are Simplified, as the question's tokens are
+    text = searchable(text).lower()  # the keywords are Simplified and half-width, as the question's tokens are
     return sum(len(k) for k in keywords if k in text)

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import jieba
 
-from rag.simplified import to_simplified
+from rag.normalize import searchable
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -57,10 +57,11 @@ def word_frequencies() -> dict[str, int]:
 def tokenize(text: str) -> list[str]:
     """Search-mode segmentation: long words plus their sub-words, so 医保电子凭证 also matches 医保.
 
-    Traditional Chinese is read as Simplified first (rag/simplified.py), on the index's side and the question's.
+    Traditional Chinese and full-width Latin are read as Simplified and half-width first (rag/normalize.py),
+    on the index's side and the question's.
     """
     tokens = []
-    for token in _jieba().cut_for_search(to_simplified(text)):
+    for token in _jieba().cut_for_search(searchable(text)):
         token = token.strip().lower()
         if token and _WORDISH.search(token) and token not in STOPWORDS:
             tokens.append(token)

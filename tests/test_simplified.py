@@ -1,4 +1,4 @@
-"""Traditional Chinese read as Simplified: the converter, a Traditional question, a Traditional document."""
+"""What a person typed read as the index knows it: Traditional as Simplified, full-width as half-width (rag/normalize.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rag.config import Settings
 from rag.encoders import Encoder
 from rag.highlight import best_sentence
 from rag.index import build_index, load_index
+from rag.normalize import halfwidth, searchable
 from rag.retrieve import Retriever
 from rag.simplified import _HK_VARIANTS, _TABLES, _load, to_simplified
 from rag.tokenize import tokenize
@@ -85,3 +86,16 @@ def test_a_traditional_document_is_found_by_a_simplified_question_and_cited_in_i
     passage = next(p for p in index.passages if "職工" in p.text)
     span = best_sentence(passage, ["激活", "电子凭证"])  # Simplified keywords pick the second sentence, not the first by default
     assert doc.text[span.start : span.end] == "參保後可在國家醫保服務平台激活醫保電子憑證。"
+
+
+def test_full_width_latin_is_read_as_ascii_and_chinese_punctuation_too() -> None:
+    assert halfwidth("Ｈｏｗ ｄｏ Ｉ ａｃｔｉｖａｔｅ ｔｈｅ ｅ－ｖｏｕｃｈｅｒ？　１２３４５") == "How do I activate the e-voucher? 12345"
+    assert searchable("醫保ＡＰＰ怎麼用") == "医保APP怎么用"
+    assert halfwidth("医保电子凭证。、") == "医保电子凭证。、"  # ideographic full stop and comma are not full-width ASCII
+
+
+def test_a_full_width_english_question_searches_as_english(retriever: Retriever) -> None:
+    typed = retriever.answer("Ｃａｎ ｆｏｒｅｉｇｎｅｒｓ ａｃｔｉｖａｔｅ ｔｈｅ ｅ－ｖｏｕｃｈｅｒ ｏｎ Ａｌｉｐａｙ？", 5)
+    ascii_ = retriever.answer("Can foreigners activate the e-voucher on Alipay?", 5)
+    assert [h.passage.text for h in typed.hits] == [h.passage.text for h in ascii_.hits]
+    assert typed.confidence.confidence == pytest.approx(ascii_.confidence.confidence)
