@@ -24,7 +24,7 @@ from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_c
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
-from rag.normalize import searchable
+from rag.normalize import question_text
 from rag.tokenize import detect_language, has_latin_words, tokenize, tokenize_remembered
 
 
@@ -200,7 +200,9 @@ class Retriever:
         bench/train_confidence.py's leave-one-out questions; a search passes neither.
         """
         index = self._index
-        question = searchable(question)  # Traditional or full-width, it searches as Simplified, half-width text (rag/normalize.py)
+        question = question_text(
+            question
+        )  # Traditional, full-width or shouted, it searches as Simplified, half-width, sentence case (rag/normalize.py)
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
         vectors = self.query_vectors(question, self.wants_tokens(index, lang)) if vectors is None else vectors

@@ -13,7 +13,7 @@ from rag.config import Settings
 from rag.encoders import Encoder
 from rag.highlight import best_sentence
 from rag.index import build_index, load_index
-from rag.normalize import halfwidth, searchable
+from rag.normalize import halfwidth, searchable, unshouted
 from rag.retrieve import Retriever
 from rag.simplified import _HK_VARIANTS, _TABLES, _load, to_simplified
 from rag.tokenize import tokenize
@@ -99,3 +99,22 @@ def test_a_full_width_english_question_searches_as_english(retriever: Retriever)
     ascii_ = retriever.answer("Can foreigners activate the e-voucher on Alipay?", 5)
     assert [h.passage.text for h in typed.hits] == [h.passage.text for h in ascii_.hits]
     assert typed.confidence.confidence == pytest.approx(ascii_.confidence.confidence)
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("HOW DO I ACTIVATE THE E-VOUCHER ON ALIPAY?", "How do i activate the e-voucher on alipay?"),
+        ("Can I use the QR code in the APP at an ATM?", "Can I use the QR code in the APP at an ATM?"),  # acronyms typed normally
+        ("复杂性类 RP、BPP、PP、BQP、MA 和 PH 在哪里可以找到？", "复杂性类 RP、BPP、PP、BQP、MA 和 PH 在哪里可以找到？"),  # Chinese
+        ("WECHAT PAY?", "WECHAT PAY?"),  # too short to tell
+    ],
+)
+def test_only_a_question_typed_with_caps_lock_is_put_in_sentence_case(typed: str, read: str) -> None:
+    assert unshouted(typed) == read
+
+
+def test_a_shouted_question_searches_as_typed_normally(retriever: Retriever) -> None:
+    shouted = retriever.answer("HOW CAN I ADD MY MOTHER TO MY FAMILY ACCOUNT?", 3)
+    normal = retriever.answer("How can i add my mother to my family account?", 3)
+    assert [h.passage.text for h in shouted.hits] == [h.passage.text for h in normal.hits]
