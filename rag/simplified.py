@@ -11,7 +11,8 @@ a question in either script. Passages, citations and offsets keep the document's
 The tables come with `opencc-python-reimplemented` (Apache-2.0; nothing downloaded). Text holding no
 character the conversion can change is returned as it was after one set test (~1 µs for a question,
 ~9 µs for a 300-character passage), so most Simplified text, English and numbers cost nothing
-measurable; a Traditional question is converted in ~0.05 ms.
+measurable; a Traditional question is converted in ~0.05 ms. The tables and that set are made once per
+process, at the first search (~0.1 s; `rag serve`'s warm-up pays it before listening).
 """
 
 from __future__ import annotations
