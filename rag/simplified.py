@@ -12,7 +12,7 @@ The tables come with `opencc-python-reimplemented` (Apache-2.0; nothing download
 character the conversion can change is returned as it was after one set test (~1 µs for a question,
 ~9 µs for a 300-character passage), so most Simplified text, English and numbers cost nothing
 measurable; a Traditional question is converted in ~0.05 ms. The tables and that set are made once per
-process, at the first search (~0.1 s; `rag serve`'s warm-up pays it before listening).
+process, at the first search (~0.1 s; `rag serve`'s warm-up search pays it once listening, under a lock).
 """
 
 from __future__ import annotations
