@@ -42,7 +42,10 @@ def unshouted(text: str) -> str:
         return text
     lowered = text.lower()
     first = _LOWER.search(lowered)
-    return lowered[: first.start()] + lowered[first.start()].upper() + lowered[first.start() + 1 :] if first else lowered
+    if first is None:
+        return lowered
+    i = first.start()
+    return lowered[:i] + lowered[i].upper() + lowered[i + 1 :]
 
 
 def question_text(question: str) -> str:

@@ -200,9 +200,8 @@ class Retriever:
         bench/train_confidence.py's leave-one-out questions; a search passes neither.
         """
         index = self._index
-        question = question_text(
-            question
-        )  # Traditional, full-width or shouted, it searches as Simplified, half-width, sentence case (rag/normalize.py)
+        # Traditional, full-width or shouted, a question searches as Simplified, half-width, sentence case (rag/normalize.py)
+        question = question_text(question)
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
         vectors = self.query_vectors(question, self.wants_tokens(index, lang)) if vectors is None else vectors
