@@ -74,6 +74,9 @@ class Settings:
     # Each question token's match weighs by its piece's idf over the passages (counted at build), not
     # all alike: own-set Chinese MRR@10 0.897 -> 0.920, held-out 0.918 -> 0.929 (docs/quality.md).
     late_idf: bool = True
+    # An English word no dictionary knows is read as the most frequent word one edit away
+    # ("passprot" -> "passport"; rag/spelling.py): one typo a question cost own English MRR@10 ~0.07.
+    spelling: bool = True
     # Hubness correction of the second encoder (cross-lingual): a unit's score is its cosine minus
     # this times its mean cosine to its 5 nearest units, so passages close to everything stop
     # winning English questions. Per question language; English MRR +0.02 (docs/quality.md).

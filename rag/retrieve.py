@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense, late, rerank
+from rag import answerable, confidence, dense, late, rerank, spelling
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -56,6 +56,8 @@ class Retriever:
         self.check_confidence_model(index)
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
+        if settings.spelling:
+            spelling.known("warm")  # its word list and the dictionary's words, now rather than in the first search
         if getattr(encoders[PRIMARY], "has_tokens", False):
             _ = encoders[PRIMARY].projection  # type: ignore[attr-defined]  # the token projection, before the first search
 
@@ -202,6 +204,8 @@ class Retriever:
         index = self._index
         # Traditional, full-width or shouted, a question searches as Simplified, half-width, sentence case (rag/normalize.py)
         question = question_text(question)
+        if self.settings.spelling and has_latin_words(question):
+            question = spelling.mended(question)  # English typos (rag/spelling.py)
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
         vectors = self.query_vectors(question, self.wants_tokens(index, lang)) if vectors is None else vectors
