@@ -57,7 +57,7 @@ class Retriever:
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
         if settings.spelling:
-            spelling.known("warm")  # its word list and the dictionary's words, now rather than in the first search
+            spelling.warm(settings.cache_dir)  # its word list and the dictionaries' words, now rather than in the first search
         if getattr(encoders[PRIMARY], "has_tokens", False):
             _ = encoders[PRIMARY].projection  # type: ignore[attr-defined]  # the token projection, before the first search
 

@@ -3,7 +3,7 @@
 Why: an English question reaches the Chinese passages through CC-CEDICT's translations of its
 words (BM25) and through two dense encoders; one mistyped word loses its translation and blurs
 both vectors. On the own set, one typo in one English word of each question lowered English MRR@10
-0.829 -> 0.73-0.78 (docs/quality.md, "Typos").
+0.829 -> 0.73-0.78 (docs/quality.md, "English typos").
 
 How: a word of 4+ ASCII letters that neither pyspellchecker's English frequency list (MIT) nor
 the dictionary the translations come from (CC-CEDICT's English keys, pinyin readings) knows is
@@ -18,8 +18,10 @@ import gzip
 import json
 import re
 import string
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 _WORD = re.compile(r"(?<![A-Za-z])[A-Za-z]{4,}(?![A-Za-z'’-])")  # not the prefix of a compound (multi-)
 _LETTERS = string.ascii_lowercase
@@ -28,18 +30,14 @@ NAME_LETTERS = 7  # a shorter capitalised word is left alone: Matlin, Rohe and R
 
 @lru_cache(maxsize=1)
 def frequencies() -> dict[str, int]:
-    """pyspellchecker's English word counts (~0.1 s to read, once per process)."""
+    """pyspellchecker's English word counts (~0.3 s to read, once per process)."""
     raw = resources.files("spellchecker").joinpath("resources/en.json.gz").read_bytes()
     counts: dict[str, int] = json.loads(gzip.decompress(raw))
     return counts
 
 
-@lru_cache(maxsize=1)
-def _dictionary_words() -> frozenset[str]:
-    """Single English words the translation tables know: a word there is never 'corrected'."""
-    from rag.expand import pinyin_readings, reverse_cedict
-
-    keys = set(reverse_cedict()) | set(pinyin_readings())
+def _single_words(keys: Iterable[str]) -> frozenset[str]:
+    """The keys that are one ASCII word ("passport", "chongqing"; not "medical insurance")."""
     return frozenset(k for k in keys if k.isascii() and k.isalpha())
 
 
@@ -48,14 +46,34 @@ def _pinyin_words() -> frozenset[str]:
     """Chinese words written in toneless pinyin (chongqing, shenzhen, yibao): what a name is mended into."""
     from rag.expand import pinyin_readings
 
-    return frozenset(k for k in pinyin_readings() if k.isascii() and k.isalpha())
+    return _single_words(pinyin_readings())
+
+
+@lru_cache(maxsize=1)
+def _dictionary_words() -> frozenset[str]:
+    """Single English words the translation tables know: a word there is never 'corrected'."""
+    from rag.expand import reverse_cedict
+
+    return _single_words(reverse_cedict()) | _pinyin_words()
+
+
+def warm(cache_dir: Path | None = None) -> None:
+    """Load the word list and the dictionaries' words now (a server's start), not in the first search;
+    with `cache_dir`, CC-CEDICT's tables come from the start-up pickle (~0.3 s instead of ~13 s)."""
+    from rag.expand import pinyin_readings, reverse_cedict
+
+    reverse_cedict(cache_dir)
+    pinyin_readings(cache_dir)
+    frequencies()
+    _dictionary_words()
 
 
 def known(word: str) -> bool:
     """In the word list or the dictionary, as written or as a plural of a word there (clades, Grammys)."""
     counts, words = frequencies(), _dictionary_words()
     w = word.lower()
-    return any(form in counts or form in words for form in (w, w[:-1] if w.endswith("s") else w, w[:-2] if w.endswith("es") else w))
+    forms = {w, w.removesuffix("s"), w.removesuffix("es")}
+    return any(form in counts or form in words for form in forms)
 
 
 def _edits(word: str) -> set[str]:
@@ -73,8 +91,8 @@ def correction(word: str, name: bool = False) -> str:
     """`word` mended, its first letter's case kept; `word` itself when it is known or nothing near is.
 
     A `name` (a capitalised word) is only mended into a Chinese word's pinyin (Chonqging ->
-    Chongqing) and only when it has 7+ letters, so that Marlee, Halford and Mies stay as they are. An acronym or a brand written
-    with inner capitals (ENEL, DECnet) is left alone.
+    Chongqing) and only when it has 7+ letters, so that Marlee, Halford and Mies stay as they are.
+    An acronym or a brand written with inner capitals (ENEL, DECnet) is left alone.
     """
     if known(word) or not word[1:].islower() or (name and len(word) < NAME_LETTERS):
         return word

@@ -6,6 +6,8 @@ raise them when quality rises, never lower them to make a change pass.
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +123,7 @@ def test_the_own_set_asked_in_traditional_or_typed_full_width_keeps_its_floors(r
 
 
 def _one_typo(question: str, seed: int) -> str:
-    """One edit (swap, drop, double or a neighbouring key) inside one English word of 5+ letters."""
-    import random
-    import re
-
+    """One edit (swap, drop, double or a changed letter) inside one English word of 5+ letters."""
     rng = random.Random(seed)
     words = list(re.finditer(r"[A-Za-z]{5,}", question))
     if not words:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag import expand, spelling
+from rag import spelling
 from rag.config import Settings
 from rag.retrieve import Retriever
 
@@ -12,8 +12,7 @@ from rag.retrieve import Retriever
 @pytest.fixture(scope="module", autouse=True)
 def tables(settings: Settings) -> None:
     """The dictionaries from the start-up cache, as a server loads them (building them takes ~13 s)."""
-    expand.reverse_cedict(settings.cache_dir)
-    expand.pinyin_readings(settings.cache_dir)
+    spelling.warm(settings.cache_dir)
 
 
 @pytest.mark.parametrize(
