@@ -77,6 +77,9 @@ class Settings:
     # An English word no dictionary knows is read as the most frequent word one edit away
     # ("passprot" -> "passport"; rag/spelling.py): one typo a question cost own English MRR@10 ~0.07.
     spelling: bool = True
+    # A Chinese word typed as a homophone the corpus lacks is read as the corpus word that sounds the
+    # same (平证 -> 凭证; rag/homophones.py): one such typo a question cost own Chinese MRR@10 ~0.04.
+    homophones: bool = True
     # Hubness correction of the second encoder (cross-lingual): a unit's score is its cosine minus
     # this times its mean cosine to its 5 nearest units, so passages close to everything stop
     # winning English questions. Per question language; English MRR +0.02 (docs/quality.md).

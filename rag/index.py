@@ -57,6 +57,7 @@ from rag.chunk import UNITS, Passage, chunk, embedding_units, keyword_text
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, Encoder
 from rag.errors import CorpusError, IndexInvalidError, IndexMissingError, RagError
+from rag.homophones import Homophones
 from rag.incremental import (
     DocumentChanges,
     diff_documents,
@@ -82,7 +83,7 @@ from rag.ingest import SUFFIXES, Document, load_corpus
 from rag.late import PieceIdf
 from rag.records import DOCUMENTS, PASSAGES, passage_to_json, read_documents, read_passages, write_documents, write_jsonl
 from rag.store import Store
-from rag.tokenize import tokenize
+from rag.tokenize import known_word, tokenize
 
 FORMAT_VERSION = 3  # 2: per-file checksums and embedding cache keys; 3: documents.jsonl, passage formats and pages
 PAUSE_POINTS = ("embedded", "writing", "written", "renamed", "switched")
@@ -118,6 +119,12 @@ class Index:
     def vocabulary(self) -> frozenset[str]:
         """Every keyword token of the corpus; English expansion keeps only translations in it."""
         return frozenset(self.keyword.vocab_dict)
+
+    @cached_property
+    def homophones(self) -> Homophones:
+        """The corpus's Chinese words by how they sound, for mending typos (rag/homophones.py)."""
+        count = lambda word: keyword.postings(self.keyword, word).size  # noqa: E731
+        return Homophones(self.vocabulary, count, known_word, (p.text for p in self.passages))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense, late, rerank, spelling
+from rag import answerable, confidence, dense, homophones, late, rerank, spelling
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
@@ -25,7 +25,7 @@ from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
 from rag.normalize import question_text
-from rag.tokenize import detect_language, has_latin_words, tokenize, tokenize_remembered
+from rag.tokenize import detect_language, has_han, has_latin_words, tokenize, tokenize_remembered, words
 
 
 class Hit(NamedTuple):
@@ -52,7 +52,9 @@ class Retriever:
         self.ranker = rerank.load_model(settings.ranker_model) if settings.rerank else None
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
-        _ = index.vocabulary  # computed once per index, before its first search
+        if settings.homophones:
+            homophones.readings(settings.cache_dir)  # CC-CEDICT's character readings, from the start-up pickle
+        self._prepare(index)
         self.check_confidence_model(index)
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search
         pinyin_readings(settings.cache_dir)
@@ -71,9 +73,15 @@ class Retriever:
 
     def swap(self, index: Index) -> None:
         """Atomic for readers: one attribute assignment, and a search keeps the index it started with."""
-        _ = index.vocabulary
+        self._prepare(index)
         self._index = index
         self.check_confidence_model(index)
+
+    def _prepare(self, index: Index) -> None:
+        """What every search of `index` reads, computed once before its first search."""
+        _ = index.vocabulary
+        if self.settings.homophones:
+            _ = index.homophones
 
     def check_confidence_model(self, index: Index) -> None:
         """One warning line when the index was built for another confidence model than the one loaded,
@@ -206,6 +214,8 @@ class Retriever:
         question = question_text(question)
         if self.settings.spelling and has_latin_words(question):
             question = spelling.mended(question)  # English typos (rag/spelling.py)
+        if self.settings.homophones and has_han(question):
+            question = index.homophones.mended(question, words(question))  # input-method typos (rag/homophones.py)
         lang = detect_language(question)
         keywords, units = self.keyword_query(question, index)
         vectors = self.query_vectors(question, self.wants_tokens(index, lang)) if vectors is None else vectors

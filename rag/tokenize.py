@@ -54,6 +54,16 @@ def word_frequencies() -> dict[str, int]:
     return freq
 
 
+def known_word(word: str) -> bool:
+    """A word jieba's dictionary counts (not one its HMM made up for unknown characters)."""
+    return _jieba().FREQ.get(word, 0) > 0
+
+
+def words(text: str) -> list[str]:
+    """Precise-mode segmentation, every character kept (spaces and punctuation too), so the tokens join back into `text`."""
+    return _jieba().lcut(text)
+
+
 def tokenize(text: str) -> list[str]:
     """Search-mode segmentation: long words plus their sub-words, so 医保电子凭证 also matches 医保.
 
@@ -87,6 +97,10 @@ def detect_language(text: str) -> str:
     """
     han = len(_HAN.findall(text))
     return "zh" if han and han * 4 >= len(_LATIN.findall(text)) else "en"
+
+
+def has_han(text: str) -> bool:
+    return bool(_HAN.search(text))
 
 
 def has_latin_words(text: str) -> bool:
