@@ -247,7 +247,7 @@ class Settings:
 # The least value of each integer setting that can work (0 turns late interaction or translations off).
 _AT_LEAST = {
     "batch_size": 1, "candidates": 1, "late_depth": 0, "rrf_k": 0, "translations_per_word": 0, "embed_threads": 0,
-    "max_chars": 1, "min_chars": 0, "reload_poll_ms": 1, "ray_workers": 0, "ray_worker_cpus": 1, "ray_batch_size": 1,
+    "max_chars": 1, "min_chars": 0, "reload_poll_ms": 0, "ray_workers": 0, "ray_worker_cpus": 1, "ray_batch_size": 1,
 }  # fmt: skip
 
 

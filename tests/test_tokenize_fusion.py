@@ -73,7 +73,8 @@ def test_settings_a_search_cannot_use_are_refused_naming_the_variable(
 
 def test_the_edge_values_that_turn_a_part_off_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     edges = (("RAG_LATE_DEPTH", "0"), ("RAG_TRANSLATIONS_PER_WORD", "0"), ("RAG_CONFIDENCE_THRESHOLD", "0"), ("RAG_WEIGHTS_EN", "2,0,1"))
-    for name, value in edges:
+    for name, value in (*edges, ("RAG_RELOAD_POLL_MS", "0")):  # 0: `rag serve` never polls (README), as bench/perf_common.py runs it
         monkeypatch.setenv(name, value)
     settings = Settings.from_env()
     assert (settings.late_depth, settings.translations_per_word, settings.weights("en")) == (0, 0, [2.0, 0.0, 1.0])
+    assert settings.reload_poll_ms == 0
