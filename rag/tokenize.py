@@ -56,7 +56,7 @@ def word_frequencies() -> dict[str, int]:
 
 def known_word(word: str) -> bool:
     """A word jieba's dictionary counts (not one its HMM made up for unknown characters)."""
-    return _jieba().FREQ.get(word, 0) > 0
+    return word_frequencies().get(word, 0) > 0
 
 
 def words(text: str) -> list[str]:

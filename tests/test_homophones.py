@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from rag import homophones
 from rag.config import Settings
 from rag.encoders import Encoder
+from rag.expand import character_readings
 from rag.homophones import Homophones
 from rag.retrieve import Retriever
 from rag.tokenize import known_word, words
@@ -17,7 +17,7 @@ from rag.tokenize import known_word, words
 
 @pytest.fixture(scope="module")
 def corpus_words(retriever: Retriever) -> Homophones:
-    homophones.readings(retriever.settings.cache_dir)
+    character_readings(retriever.settings.cache_dir)
     return retriever.index.homophones
 
 
